@@ -1,0 +1,284 @@
+//! "Make the kernel look like that": the side of the executor that touches the kernel, behind a
+//! trait so the executor's planning, rollback and failure isolation can be tested with a fake.
+
+use crate::model::Namespace;
+use crate::netlink::{LinkEvent, LinkEvents, NetlinkError, Request, Rtnl};
+use crate::netns::{NetnsDir, NetnsError, NewNetns};
+use crate::protocol::{ApiError, ErrorCode};
+use netlink_packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+    LinkMessage,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use nft::{ElemOp, GroupError, NftSocket};
+use rtnetlink::{AddressMessageBuilder, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+
+/// A create that failed. `link_created`: a host veth was made and dies asynchronously with the
+/// namespace, so its name, index and subnet stay reserved until the kernel reports it gone.
+#[derive(Debug, Clone)]
+pub struct CreateFailure {
+    pub error: ApiError,
+    pub link_created: bool,
+}
+
+/// What became of the host links the executor waits for.
+pub enum Gone {
+    Links(Vec<u32>),
+    /// Notifications were lost: the caller must ask [`Driver::link_exists`] for each.
+    Resync,
+}
+
+pub trait Driver {
+    /// The netlink phase for a batch of creates. A failed item has been undone by the driver
+    /// (its netns file removed) before this returns.
+    fn create(&mut self, items: &[Namespace]) -> Vec<Result<(), CreateFailure>>;
+    /// Removes a namespace's file; the kernel destroys the namespace and its veth pair.
+    fn remove(&mut self, ns: &Namespace);
+    /// One nft transaction with one group of element changes per command.
+    fn nft(&mut self, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>>;
+    /// Host links that disappeared since the last call.
+    fn gone_links(&mut self) -> Gone;
+    fn link_exists(&mut self, ifindex: u32) -> bool;
+}
+
+/// The peer's ifindex inside its fresh namespace, where loopback is always 1.
+const PEER_IFINDEX: u32 = 2;
+const LO_IFINDEX: u32 = 1;
+
+pub struct KernelDriver {
+    netns: NetnsDir,
+    host: Rtnl,
+    events: LinkEvents,
+    nft: NftSocket,
+    table: String,
+}
+
+fn kernel_error(step: &str, e: &NetlinkError) -> ApiError {
+    let code = match e {
+        NetlinkError::Errno { errno, .. } if *errno == libc::EEXIST => ErrorCode::Exists,
+        _ => ErrorCode::Kernel,
+    };
+    ApiError::new(code, format!("{step}: {e}"))
+}
+
+fn netns_error(e: &NetnsError) -> ApiError {
+    match e {
+        NetnsError::Exists(p) => ApiError::new(ErrorCode::Exists, format!("{} already exists", p.display())),
+        other => ApiError::new(ErrorCode::Kernel, other.to_string()),
+    }
+}
+
+/// No IPv6 link-local address and no DAD on our veth ends: the agent configures IPv4 only, and
+/// address generation on thousands of veths is an O(N) cost in the kernel (NOTES.md).
+fn no_ipv6_autoconf() -> LinkAttribute {
+    LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+        In6AddrGenMode::None,
+    )])])
+}
+
+fn link_set(index: u32) -> LinkMessageBuilder<LinkUnspec> {
+    LinkUnspec::new_with_index(index)
+}
+
+impl KernelDriver {
+    pub fn new(netns: NetnsDir, table: String) -> Result<Self, anyhow::Error> {
+        // Subscribe before anything is created, so no deletion can be missed.
+        let events = LinkEvents::open()?;
+        Ok(KernelDriver {
+            netns,
+            host: Rtnl::open()?,
+            events,
+            nft: NftSocket::open()?,
+            table,
+        })
+    }
+
+    pub fn nft_socket(&mut self) -> &mut NftSocket {
+        &mut self.nft
+    }
+
+    fn veth(ns: &Namespace, made: &NewNetns) -> LinkMessage {
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(ns.ns_ifname.clone())
+            .index(PEER_IFINDEX)
+            .setns_by_fd(made.fd.as_raw_fd());
+        let mut host = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(ns.host_ifname.clone())
+            .index(ns.host_ifindex);
+        if let Some(mtu) = ns.mtu {
+            peer = peer.mtu(mtu);
+            host = host.mtu(mtu);
+        }
+        host.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).build()
+    }
+
+    fn host_requests(ns: &Namespace, made: &NewNetns) -> Vec<(Request, &'static str)> {
+        let idx = ns.host_ifindex;
+        vec![
+            (Request::create(RouteNetlinkMessage::NewLink(Self::veth(ns, made))), "create veth pair"),
+            (
+                Request::change(RouteNetlinkMessage::SetLink(
+                    link_set(idx).alias(ns.alias()).append_extra_attribute(no_ipv6_autoconf()).build(),
+                )),
+                "configure host veth",
+            ),
+            (
+                Request::create(RouteNetlinkMessage::NewAddress(
+                    AddressMessageBuilder::<Ipv4Addr>::new()
+                        .index(idx)
+                        .address(ns.gateway, ns.subnet.prefix)
+                        .build(),
+                )),
+                "add gateway address",
+            ),
+            (Request::change(RouteNetlinkMessage::SetLink(link_set(idx).up().build())), "set host veth up"),
+        ]
+    }
+
+    fn ns_requests(ns: &Namespace) -> Vec<(Request, &'static str)> {
+        vec![
+            (
+                Request::change(RouteNetlinkMessage::SetLink(
+                    link_set(PEER_IFINDEX).append_extra_attribute(no_ipv6_autoconf()).build(),
+                )),
+                "configure namespace veth",
+            ),
+            (
+                Request::create(RouteNetlinkMessage::NewAddress(
+                    AddressMessageBuilder::<Ipv4Addr>::new()
+                        .index(PEER_IFINDEX)
+                        .address(ns.address, ns.subnet.prefix)
+                        .build(),
+                )),
+                "add namespace address",
+            ),
+            (
+                Request::change(RouteNetlinkMessage::SetLink(link_set(PEER_IFINDEX).up().build())),
+                "set namespace veth up",
+            ),
+            (Request::change(RouteNetlinkMessage::SetLink(link_set(LO_IFINDEX).up().build())), "set lo up"),
+            (
+                Request::create(RouteNetlinkMessage::NewRoute(
+                    RouteMessageBuilder::<Ipv4Addr>::new().gateway(ns.gateway).build(),
+                )),
+                "add default route",
+            ),
+        ]
+    }
+
+    /// Pipelines requests on one socket; returns the first failure, named by its step.
+    fn run(rtnl: &mut Rtnl, reqs: Vec<(Request, &'static str)>) -> Result<(), (usize, ApiError)> {
+        let steps: Vec<&str> = reqs.iter().map(|(_, s)| *s).collect();
+        let results = rtnl.pipeline(reqs.into_iter().map(|(r, _)| r).collect());
+        for (i, r) in results.iter().enumerate() {
+            if let Err(e) = r {
+                return Err((i, kernel_error(steps[i], e)));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Driver for KernelDriver {
+    fn create(&mut self, items: &[Namespace]) -> Vec<Result<(), CreateFailure>> {
+        let mut results: Vec<Result<(), CreateFailure>> = Vec::with_capacity(items.len());
+        let mut made: Vec<Option<NewNetns>> = Vec::with_capacity(items.len());
+        for ns in items {
+            match self.netns.create(&ns.name) {
+                Ok(m) => {
+                    made.push(Some(m));
+                    results.push(Ok(()));
+                }
+                Err(e) => {
+                    made.push(None);
+                    results.push(Err(CreateFailure {
+                        error: netns_error(&e),
+                        link_created: false,
+                    }));
+                }
+            }
+        }
+        // Host side, two pipelined rounds on the host socket: first every veth pair, then the
+        // configuration of the pairs that were made. (Configuring by our chosen ifindex after a
+        // failed create could touch somebody else's link; two rounds cost one round trip.)
+        for round in 0..2 {
+            let mut reqs = vec![];
+            let mut owner = vec![];
+            for (i, ns) in items.iter().enumerate() {
+                if let (Some(m), Ok(())) = (&made[i], &results[i]) {
+                    let mut all = Self::host_requests(ns, m);
+                    let rest = all.split_off(1);
+                    for r in if round == 0 { all } else { rest } {
+                        owner.push(i);
+                        reqs.push(r);
+                    }
+                }
+            }
+            let steps: Vec<&str> = reqs.iter().map(|(_, s)| *s).collect();
+            let out = self.host.pipeline(reqs.into_iter().map(|(r, _)| r).collect());
+            for (k, r) in out.into_iter().enumerate() {
+                let i = owner[k];
+                if let (Err(e), true) = (r, results[i].is_ok()) {
+                    results[i] = Err(CreateFailure {
+                        error: kernel_error(steps[k], &e),
+                        link_created: round == 1,
+                    });
+                }
+            }
+        }
+        // Namespace side: on each namespace's own socket.
+        for (i, ns) in items.iter().enumerate() {
+            if results[i].is_err() {
+                continue;
+            }
+            if let Some(m) = made[i].as_mut() {
+                if let Err((_, error)) = Self::run(&mut m.rtnl, Self::ns_requests(ns)) {
+                    results[i] = Err(CreateFailure {
+                        error,
+                        link_created: true,
+                    });
+                }
+            }
+        }
+        // Close every fd into the new namespaces (else they would outlive their file), and
+        // undo the failed ones.
+        for (i, m) in made.into_iter().enumerate() {
+            if let Some(m) = m {
+                drop(m);
+                if results[i].is_err() {
+                    self.netns.remove(&items[i].name);
+                }
+            }
+        }
+        results
+    }
+
+    fn remove(&mut self, ns: &Namespace) {
+        self.netns.remove(&ns.name);
+    }
+
+    fn nft(&mut self, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>> {
+        self.nft.apply_groups(&self.table, groups)
+    }
+
+    fn gone_links(&mut self) -> Gone {
+        let mut gone = vec![];
+        for e in self.events.drain() {
+            match e {
+                LinkEvent::Deleted(i) => gone.push(i),
+                LinkEvent::Lost => return Gone::Resync,
+            }
+        }
+        Gone::Links(gone)
+    }
+
+    fn link_exists(&mut self, ifindex: u32) -> bool {
+        let mut msg = LinkMessage::default();
+        msg.header.index = ifindex;
+        let r = self.host.pipeline(vec![Request::change(RouteNetlinkMessage::GetLink(msg))]);
+        // ENODEV means gone; anything else, assume it is still there and ask again later.
+        !matches!(r.first(), Some(Err(NetlinkError::Errno { errno, .. })) if *errno == libc::ENODEV)
+    }
+}

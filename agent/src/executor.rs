@@ -1,0 +1,419 @@
+//! The executor: one dedicated thread that owns the agent's view of what exists. It drains the
+//! command queue in batches, plans each batch against its view (nothing touches the kernel for a
+//! command that is refused), runs the netlink work for the whole batch, then one nft transaction,
+//! then answers every command.
+
+use crate::driver::{Driver, Gone};
+use crate::model::{Namespace, NamespaceSpec, Subnet};
+use crate::pool::Pool;
+use crate::protocol::{ApiError, ErrorCode, Op};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use nft::{Elem, ElemOp};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+pub type Reply = Result<Value, ApiError>;
+
+/// One request on its way through the queue.
+pub struct Command {
+    pub op: Op,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Static facts reported by `status`.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub version: &'static str,
+    pub table: String,
+    pub uplink: Option<String>,
+    pub netns_dir: PathBuf,
+    pub pool: Subnet,
+    pub started: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_batch: usize,
+    /// Namespaces whose host link the kernel has not freed yet. Above this, new work waits:
+    /// churn must not outrun the kernel's clean-up.
+    pub max_pending: usize,
+}
+
+/// A host link that is dying: everything it used stays reserved until the kernel removes it.
+#[derive(Debug)]
+struct Dying {
+    name: Option<String>,
+    subnet: Subnet,
+    host_ifname: String,
+}
+
+pub struct Executor<D: Driver> {
+    driver: D,
+    info: Info,
+    limits: Limits,
+    pool: Pool,
+    live: HashMap<String, Namespace>,
+    /// Every subnet in use (live, being created, dying): start -> end, for O(log n) overlap checks.
+    subnets: BTreeMap<u32, u32>,
+    host_ifnames: HashSet<String>,
+    dying: HashMap<u32, Dying>,
+    dying_names: HashSet<String>,
+}
+
+enum Planned {
+    Create(Namespace, oneshot::Sender<Reply>),
+    Delete(Namespace, oneshot::Sender<Reply>),
+}
+
+impl<D: Driver> Executor<D> {
+    pub fn new(driver: D, info: Info, limits: Limits, pool: Pool) -> Self {
+        Executor {
+            driver,
+            info,
+            limits,
+            pool,
+            live: HashMap::new(),
+            subnets: BTreeMap::new(),
+            host_ifnames: HashSet::new(),
+            dying: HashMap::new(),
+            dying_names: HashSet::new(),
+        }
+    }
+
+    /// Runs until every sender of the queue is gone.
+    pub fn run(mut self, rx: Receiver<Command>) {
+        let mut batch: VecDeque<Command> = VecDeque::new();
+        loop {
+            let wait = if self.dying.is_empty() {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(20)
+            };
+            match rx.recv_timeout(wait) {
+                Ok(cmd) => batch.push_back(cmd),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.reap();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Take what is queued, never wait for company.
+            while batch.len() < self.limits.max_batch {
+                match rx.try_recv() {
+                    Ok(cmd) => batch.push_back(cmd),
+                    Err(_) => break,
+                }
+            }
+            self.reap();
+            self.wait_for_kernel_cleanup();
+            self.process(&mut batch);
+        }
+        tracing::info!("command queue closed; executor stops");
+    }
+
+    /// Processes a batch in segments that keep sequential semantics: a segment ends before a
+    /// command that touches a name already touched in it, and before a read that follows a write.
+    pub fn process(&mut self, batch: &mut VecDeque<Command>) {
+        while !batch.is_empty() {
+            let mut names: HashSet<String> = HashSet::new();
+            let mut writes = false;
+            let mut planned = vec![];
+            while let Some(cmd) = batch.front() {
+                let name = match &cmd.op {
+                    Op::Create(s) => Some(s.name.clone()),
+                    Op::Delete { name } => Some(name.clone()),
+                    _ => None,
+                };
+                let is_write = name.is_some();
+                if let Some(n) = &name {
+                    if names.contains(n) {
+                        break;
+                    }
+                }
+                if !is_write && writes {
+                    break;
+                }
+                let Some(cmd) = batch.pop_front() else { break };
+                if let Some(n) = name {
+                    names.insert(n);
+                    writes = true;
+                }
+                if let Some(p) = self.plan(cmd) {
+                    planned.push(p);
+                }
+            }
+            self.execute(planned);
+        }
+    }
+
+    fn uses_subnet(&self, s: Subnet) -> bool {
+        match self.subnets.range(..=s.end()).next_back() {
+            Some((_, end)) => *end >= s.start(),
+            None => false,
+        }
+    }
+
+    fn reserve(&mut self, ns: &Namespace) {
+        self.subnets.insert(ns.subnet.start(), ns.subnet.end());
+        self.pool.mark(ns.subnet);
+        self.host_ifnames.insert(ns.host_ifname.clone());
+    }
+
+    fn release(&mut self, subnet: Subnet, host_ifname: &str) {
+        self.subnets.remove(&subnet.start());
+        self.pool.release(subnet);
+        self.host_ifnames.remove(host_ifname);
+    }
+
+    /// Answers reads at once; checks writes against the view and reserves what they will use.
+    fn plan(&mut self, cmd: Command) -> Option<Planned> {
+        let answer = |reply: oneshot::Sender<Reply>, r: Reply| {
+            // The client may have gone; nothing to do about it.
+            let _ = reply.send(r);
+        };
+        match cmd.op {
+            Op::Ping => answer(cmd.reply, Ok(json!({ "version": self.info.version }))),
+            Op::Status => answer(cmd.reply, Ok(self.status())),
+            Op::Get { name } => match self.live.get(&name) {
+                Some(ns) => answer(cmd.reply, Ok(ns_json(ns))),
+                None => answer(cmd.reply, Err(not_found(&name))),
+            },
+            Op::List => {
+                let mut all: Vec<&Namespace> = self.live.values().collect();
+                all.sort_by(|a, b| a.name.cmp(&b.name));
+                let list: Vec<Value> = all.into_iter().map(ns_json).collect();
+                answer(cmd.reply, Ok(json!({ "namespaces": list })));
+            }
+            Op::Delete { name } => match self.live.get(&name) {
+                Some(ns) => return Some(Planned::Delete(ns.clone(), cmd.reply)),
+                None => answer(cmd.reply, Err(not_found(&name))),
+            },
+            Op::Create(spec) => match self.plan_create(&spec) {
+                Ok(ns) => {
+                    self.reserve(&ns);
+                    return Some(Planned::Create(ns, cmd.reply));
+                }
+                Err(e) => answer(cmd.reply, Err(e)),
+            },
+        }
+        None
+    }
+
+    fn plan_create(&mut self, spec: &NamespaceSpec) -> Result<Namespace, ApiError> {
+        if self.live.contains_key(&spec.name) {
+            return Err(ApiError::new(ErrorCode::Exists, format!("namespace {} exists", spec.name)));
+        }
+        if self.dying_names.contains(&spec.name) {
+            return Err(ApiError::new(
+                ErrorCode::Busy,
+                format!("namespace {} is still being removed by the kernel; retry shortly", spec.name),
+            ));
+        }
+        if let Some(h) = &spec.host_ifname {
+            if self.host_ifnames.contains(h) {
+                return Err(ApiError::new(ErrorCode::Exists, format!("host interface {h} is in use")));
+            }
+        }
+        let subnet = match spec.subnet {
+            Some(s) => {
+                if self.uses_subnet(s) {
+                    return Err(ApiError::new(
+                        ErrorCode::SubnetInUse,
+                        format!("subnet {s} overlaps one in use"),
+                    ));
+                }
+                s
+            }
+            None => {
+                let subnets = &self.subnets;
+                let used = |s: Subnet| match subnets.range(..=s.end()).next_back() {
+                    Some((_, end)) => *end >= s.start(),
+                    None => false,
+                };
+                self.pool.allocate(|s| !used(s)).ok_or_else(|| {
+                    ApiError::new(ErrorCode::PoolExhausted, format!("no free /{} left in {}", self.pool.slot_prefix(), self.info.pool))
+                })?
+            }
+        };
+        let ns = Namespace::plan(spec, subnet, &self.info.netns_dir);
+        if spec.host_ifname.is_none() && self.host_ifnames.contains(&ns.host_ifname) {
+            // Cannot happen while subnets are unique; refuse rather than collide.
+            self.pool.release(subnet);
+            return Err(ApiError::new(ErrorCode::Internal, "host interface name collision"));
+        }
+        Ok(ns)
+    }
+
+    fn execute(&mut self, planned: Vec<Planned>) {
+        if planned.is_empty() {
+            return;
+        }
+        // 1. Netlink phase for the creates.
+        let creates: Vec<Namespace> = planned
+            .iter()
+            .filter_map(|p| match p {
+                Planned::Create(ns, _) => Some(ns.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut created = self.driver.create(&creates).into_iter();
+        // 2. One nft transaction for everything that got this far.
+        let mut groups: Vec<Vec<ElemOp>> = Vec::with_capacity(planned.len());
+        let mut netlink_results = Vec::with_capacity(planned.len());
+        for p in &planned {
+            match p {
+                Planned::Create(ns, _) => {
+                    let r = created.next().unwrap_or_else(|| {
+                        Err(crate::driver::CreateFailure {
+                            error: ApiError::new(ErrorCode::Internal, "driver returned too few results"),
+                            link_created: false,
+                        })
+                    });
+                    groups.push(if r.is_ok() { elems(ns).into_iter().map(ElemOp::Add).collect() } else { vec![] });
+                    netlink_results.push(r);
+                }
+                Planned::Delete(ns, _) => {
+                    groups.push(elems(ns).into_iter().map(ElemOp::Del).collect());
+                    netlink_results.push(Ok(()));
+                }
+            }
+        }
+        let nft_results = self.driver.nft(&groups);
+        // 3. Settle and answer.
+        for ((p, nl), nf) in planned.into_iter().zip(netlink_results).zip(nft_results) {
+            match p {
+                Planned::Create(ns, reply) => {
+                    let r = match (nl, nf) {
+                        (Ok(()), Ok(())) => {
+                            let out = ns_json(&ns);
+                            self.live.insert(ns.name.clone(), ns);
+                            Ok(out)
+                        }
+                        (Ok(()), Err(e)) => {
+                            tracing::info!(name = %ns.name, error = %e, "create rolled back: nft rejected its elements");
+                            self.driver.remove(&ns);
+                            self.start_dying(&ns, false);
+                            Err(ApiError::new(ErrorCode::Kernel, e.to_string()))
+                        }
+                        (Err(f), _) => {
+                            tracing::info!(name = %ns.name, error = %f.error.message, "create rolled back");
+                            if f.link_created {
+                                self.start_dying(&ns, false);
+                            } else {
+                                self.release(ns.subnet, &ns.host_ifname);
+                            }
+                            Err(f.error)
+                        }
+                    };
+                    let _ = reply.send(r);
+                }
+                Planned::Delete(ns, reply) => {
+                    let r = match nf {
+                        Ok(()) => {
+                            self.live.remove(&ns.name);
+                            self.driver.remove(&ns);
+                            self.start_dying(&ns, true);
+                            Ok(json!({ "name": ns.name }))
+                        }
+                        Err(e) => {
+                            tracing::warn!(name = %ns.name, error = %e, "delete failed at nft; namespace kept");
+                            Err(ApiError::new(ErrorCode::Kernel, e.to_string()))
+                        }
+                    };
+                    let _ = reply.send(r);
+                }
+            }
+        }
+    }
+
+    fn start_dying(&mut self, ns: &Namespace, keep_name: bool) {
+        if keep_name {
+            self.dying_names.insert(ns.name.clone());
+        }
+        self.dying.insert(
+            ns.host_ifindex,
+            Dying {
+                name: keep_name.then(|| ns.name.clone()),
+                subnet: ns.subnet,
+                host_ifname: ns.host_ifname.clone(),
+            },
+        );
+    }
+
+    fn finish_dying(&mut self, ifindex: u32) {
+        if let Some(d) = self.dying.remove(&ifindex) {
+            if let Some(n) = &d.name {
+                self.dying_names.remove(n);
+            }
+            self.release(d.subnet, &d.host_ifname);
+        }
+    }
+
+    /// Releases what the kernel has finished destroying.
+    fn reap(&mut self) {
+        match self.driver.gone_links() {
+            Gone::Links(gone) => {
+                for i in gone {
+                    self.finish_dying(i);
+                }
+            }
+            Gone::Resync => {
+                let all: Vec<u32> = self.dying.keys().copied().collect();
+                for i in all {
+                    if !self.driver.link_exists(i) {
+                        self.finish_dying(i);
+                    }
+                }
+            }
+        }
+    }
+
+    fn wait_for_kernel_cleanup(&mut self) {
+        if self.dying.len() < self.limits.max_pending {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.dying.len() >= self.limits.max_pending && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+            self.reap();
+        }
+    }
+
+    fn status(&self) -> Value {
+        json!({
+            "version": self.info.version,
+            "namespaces": self.live.len(),
+            "pending_deletions": self.dying.len(),
+            "pool": {
+                "cidr": self.info.pool.to_string(),
+                "prefix_len": self.pool.slot_prefix(),
+                "size": self.pool.size(),
+                "free": self.pool.free(),
+            },
+            "uplink": self.info.uplink,
+            "table": self.info.table,
+            "netns_dir": self.info.netns_dir.to_string_lossy(),
+            "uptime_seconds": self.info.started.elapsed().as_secs(),
+        })
+    }
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no namespace named {name}"))
+}
+
+fn ns_json(ns: &Namespace) -> Value {
+    serde_json::to_value(ns).unwrap_or(Value::Null)
+}
+
+/// A namespace's set elements.
+pub fn elems(ns: &Namespace) -> Vec<Elem> {
+    let mut v = vec![Elem::NsIface(ns.host_ifname.clone())];
+    if ns.nat {
+        v.push(Elem::NatSaddr(ns.address));
+    }
+    v
+}

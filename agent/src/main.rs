@@ -1,0 +1,238 @@
+//! nsagent: network namespaces at kernel speed.
+//!
+//! protocol (socket tasks) → queue (crossbeam, bounded) → executor (one thread) → netlink / nft.
+
+mod driver;
+mod executor;
+mod model;
+mod netlink;
+mod netns;
+mod pool;
+mod protocol;
+mod server;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "nsagent", version, about = "Network namespaces at kernel speed")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent.
+    Run(RunArgs),
+}
+
+#[derive(Parser, Debug, Clone)]
+struct RunArgs {
+    /// Unix socket to serve the protocol on.
+    #[arg(long, env = "NSAGENT_SOCKET", default_value = "/run/nsagent/nsagent.sock")]
+    socket: PathBuf,
+    /// Directory of named network namespaces (as `ip netns` uses).
+    #[arg(long, env = "NSAGENT_NETNS_DIR", default_value = "/run/netns")]
+    netns_dir: PathBuf,
+    /// Interface namespace traffic leaves through. Default: the default route's interface;
+    /// `none`: any interface that is not a namespace's.
+    #[arg(long, env = "NSAGENT_UPLINK")]
+    uplink: Option<String>,
+    /// Address pool that namespace subnets are allocated from.
+    #[arg(long, env = "NSAGENT_POOL", default_value = "10.200.0.0/16")]
+    pool: String,
+    /// Prefix length of each namespace's subnet (30 or 31).
+    #[arg(long, env = "NSAGENT_PREFIX_LEN", default_value_t = 30, value_parser = clap::value_parser!(u8).range(30..=31))]
+    prefix_len: u8,
+    /// Name of the nft table (family inet) the agent owns.
+    #[arg(long, env = "NSAGENT_TABLE", default_value = "nsagent")]
+    table: String,
+    /// Most commands the executor takes into one batch.
+    #[arg(long, env = "NSAGENT_MAX_BATCH", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    max_batch: u32,
+    /// Capacity of the command queue.
+    #[arg(long, env = "NSAGENT_QUEUE_CAPACITY", default_value_t = 4096)]
+    queue_capacity: usize,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `nsagent=debug`.
+    #[arg(long, env = "NSAGENT_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run(args) => {
+            init_logging(&args.log_level);
+            if let Err(e) = run(args) {
+                tracing::error!("{e:#}");
+                eprintln!("nsagent: {e:#}");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn valid_table_name(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 64 && t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+}
+
+/// The default route's interface, found with a route dump.
+fn default_route_interface() -> anyhow::Result<Option<String>> {
+    use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+    use netlink_packet_route::route::{RouteAttribute, RouteMessage};
+    use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+    let mut rtnl = netlink::Rtnl::open()?;
+    let mut req = RouteMessage::default();
+    req.header.address_family = AddressFamily::Inet;
+    let routes = rtnl.dump(RouteNetlinkMessage::GetRoute(req))?;
+    let oif = routes.into_iter().find_map(|m| match m {
+        RouteNetlinkMessage::NewRoute(r)
+            if r.header.destination_prefix_length == 0 && r.header.table == 254 =>
+        {
+            r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            })
+        }
+        _ => None,
+    });
+    let Some(oif) = oif else { return Ok(None) };
+    let links = rtnl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+    Ok(links.into_iter().find_map(|m| match m {
+        RouteNetlinkMessage::NewLink(l) if l.header.index == oif => l.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        }),
+        _ => None,
+    }))
+}
+
+/// Creates the socket's directory (root-only writable) and binds, refusing to steal the socket
+/// of an agent that is still alive.
+fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .with_context(|| format!("create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another agent is already listening on {}", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("remove stale socket {}", path.display()))?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if !valid_table_name(&args.table) {
+        bail!("invalid --table {:?}: 1-64 of [A-Za-z0-9_-]", args.table);
+    }
+    let pool_net = model::Subnet::parse_pool(&args.pool).context("--pool")?;
+    let pool = pool::Pool::new(pool_net, args.prefix_len)
+        .with_context(|| format!("--pool {} cannot hold a /{}", args.pool, args.prefix_len))?;
+    let uplink = match args.uplink.as_deref() {
+        Some("none") => None,
+        Some(u) => {
+            if model::validate_ifname(u).is_err() {
+                bail!("invalid --uplink {u:?}");
+            }
+            Some(u.to_string())
+        }
+        None => default_route_interface().context("find the default route's interface")?,
+    };
+    netns::enable_ipv4_forwarding().context("enable IPv4 forwarding")?;
+
+    let info = executor::Info {
+        version: env!("CARGO_PKG_VERSION"),
+        table: args.table.clone(),
+        uplink: uplink.clone(),
+        netns_dir: args.netns_dir.clone(),
+        pool: pool_net,
+        started,
+    };
+    let (tx, rx) = crossbeam_channel::bounded::<executor::Command>(args.queue_capacity.max(1));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let limits = executor::Limits {
+        max_batch: args.max_batch as usize,
+        max_pending: 4096,
+    };
+    let netns_dir = args.netns_dir.clone();
+    let table = args.table.clone();
+    // The executor thread owns everything that talks to the kernel (and is not Send).
+    let executor = std::thread::Builder::new()
+        .name("executor".into())
+        .spawn(move || {
+            let start = || -> anyhow::Result<driver::KernelDriver> {
+                let dir = netns::NetnsDir::prepare(&netns_dir).context("prepare the netns directory")?;
+                let mut drv = driver::KernelDriver::new(dir, table.clone()).context("open kernel sockets")?;
+                let spec = nft::TableSpec::new(&table, uplink.is_some());
+                let elems: Vec<nft::Elem> = uplink.iter().map(|u| nft::Elem::Uplink(u.clone())).collect();
+                let tx = nft::Transaction::replace_table(&spec, &elems)?;
+                drv.nft_socket().run_all_or_nothing(tx).context("write the nft table")?;
+                Ok(drv)
+            };
+            match start() {
+                Ok(drv) => {
+                    let _ = ready_tx.send(Ok(()));
+                    executor::Executor::new(drv, info, limits, pool).run(rx);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        })
+        .context("spawn executor thread")?;
+    ready_rx.recv().context("executor thread died during start-up")??;
+    let listener = bind_socket(&args.socket)?;
+    tracing::info!(
+        socket = %args.socket.display(),
+        netns_dir = %args.netns_dir.display(),
+        uplink = args.uplink.as_deref().unwrap_or("auto"),
+        table = %args.table,
+        pool = %args.pool,
+        "nsagent ready"
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let front = server::Front {
+        queue: tx,
+        limits: protocol::Limits { min_prefix: args.prefix_len },
+        queue_wait: Duration::from_secs(2),
+        max_in_flight: 4096,
+    };
+    rt.block_on(async {
+        let listener = tokio::net::UnixListener::from_std(listener)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = server::serve(listener, front) => {}
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        }
+        anyhow::Ok(())
+    })?;
+    let _ = std::fs::remove_file(&args.socket);
+    // Namespaces stay: they are the host's workload. Leave the executor to the process exit.
+    drop(executor);
+    Ok(())
+}

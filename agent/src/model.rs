@@ -1,0 +1,290 @@
+//! What a namespace should look like (`NamespaceSpec`, validated once at the edge) and what
+//! exists (`Namespace`). Plain data: nothing here touches the kernel.
+
+use serde::Serialize;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+/// Why a name, interface name or subnet was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("invalid name {0:?}: must match ^[A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}$")]
+    Name(String),
+    #[error("invalid interface name {0:?}: 1-15 printable ASCII bytes, no '/', ':' or spaces, not '.' or '..'")]
+    IfName(String),
+    #[error("interface name {0:?} is reserved for names the agent chooses (nsv + 8 hex digits)")]
+    ReservedIfName(String),
+    #[error("invalid subnet {0:?}: {1}")]
+    Subnet(String, &'static str),
+}
+
+pub fn validate_name(name: &str) -> Result<(), ValidationError> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::Name(name.to_string()))
+    }
+}
+
+/// Kernel rules (dev_valid_name) plus printable ASCII only.
+pub fn validate_ifname(name: &str) -> Result<(), ValidationError> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() < 16
+        && name != "."
+        && name != ".."
+        && b.iter().all(|c| c.is_ascii_graphic() && !matches!(c, b'/' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::IfName(name.to_string()))
+    }
+}
+
+/// The host-side names the agent picks itself: `nsv` + the subnet's network address in hex.
+pub fn agent_ifname(subnet: Subnet) -> String {
+    format!("nsv{:08x}", u32::from(subnet.network))
+}
+
+pub fn is_agent_ifname(name: &str) -> bool {
+    name.len() == 11
+        && name.starts_with("nsv")
+        && name[3..].bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// An IPv4 network: address with all host bits zero, and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subnet {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    pub fn new(network: Ipv4Addr, prefix: u8) -> Option<Subnet> {
+        if prefix > 32 {
+            return None;
+        }
+        let s = Subnet { network, prefix };
+        (u32::from(network) & !s.mask() == 0).then_some(s)
+    }
+
+    pub fn mask(self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        }
+    }
+
+    pub fn start(self) -> u32 {
+        u32::from(self.network)
+    }
+
+    /// Last address, inclusive.
+    pub fn end(self) -> u32 {
+        self.start() | !self.mask()
+    }
+
+    pub fn size(self) -> u64 {
+        1u64 << (32 - self.prefix)
+    }
+
+    pub fn contains(self, other: Subnet) -> bool {
+        other.start() >= self.start() && other.end() <= self.end()
+    }
+
+    /// (gateway = host side, address = namespace side). A /31 uses both addresses (RFC 3021);
+    /// anything larger skips the network address.
+    pub fn gateway_and_address(self) -> (Ipv4Addr, Ipv4Addr) {
+        let base = self.start();
+        if self.prefix == 31 {
+            (Ipv4Addr::from(base), Ipv4Addr::from(base + 1))
+        } else {
+            (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
+        }
+    }
+
+    /// Parses "a.b.c.d/n" for one namespace: prefix between `min_prefix` (the pool's
+    /// per-namespace size) and 31, host bits zero, a unicast range.
+    pub fn parse_for_namespace(s: &str, min_prefix: u8) -> Result<Subnet, ValidationError> {
+        let err = |why| ValidationError::Subnet(s.to_string(), why);
+        let (addr, prefix) = s.split_once('/').ok_or_else(|| err("expected a.b.c.d/len"))?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| err("not an IPv4 address"))?;
+        if prefix.is_empty() || prefix.len() > 2 || !prefix.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(err("bad prefix length"));
+        }
+        let prefix: u8 = prefix.parse().map_err(|_| err("bad prefix length"))?;
+        if prefix > 32 {
+            return Err(err("bad prefix length"));
+        }
+        if prefix == 32 {
+            return Err(err("a /32 is a host, not a subnet"));
+        }
+        if prefix < min_prefix {
+            return Err(err("larger than one namespace's subnet (--prefix-len)"));
+        }
+        let subnet = Subnet::new(addr, prefix).ok_or_else(|| err("host bits are set"))?;
+        check_unicast(subnet).map_err(err)?;
+        Ok(subnet)
+    }
+
+    /// Parses a pool: any prefix up to 30.
+    pub fn parse_pool(s: &str) -> Result<Subnet, ValidationError> {
+        let err = |why| ValidationError::Subnet(s.to_string(), why);
+        let (addr, prefix) = s.split_once('/').ok_or_else(|| err("expected a.b.c.d/len"))?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| err("not an IPv4 address"))?;
+        let prefix: u8 = prefix.parse().map_err(|_| err("bad prefix length"))?;
+        if prefix > 31 {
+            return Err(err("pool too small"));
+        }
+        let subnet = Subnet::new(addr, prefix).ok_or_else(|| err("host bits are set"))?;
+        check_unicast(subnet).map_err(err)?;
+        Ok(subnet)
+    }
+}
+
+fn check_unicast(s: Subnet) -> Result<(), &'static str> {
+    let first = s.network.octets()[0];
+    let last = Ipv4Addr::from(s.end()).octets()[0];
+    if first == 0 || first == 127 || first >= 224 || last >= 224 || (first < 127 && last >= 127) {
+        return Err("not a unicast range (0/8, 127/8 and 224/3 are refused)");
+    }
+    Ok(())
+}
+
+impl fmt::Display for Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// What the client asked for, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceSpec {
+    pub name: String,
+    pub subnet: Option<Subnet>,
+    pub nat: bool,
+    pub ns_ifname: String,
+    pub host_ifname: Option<String>,
+    pub mtu: Option<u32>,
+}
+
+/// What exists: the spec with every choice made. This is what `create`, `get` and `list` return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Namespace {
+    pub name: String,
+    pub netns_path: String,
+    pub host_ifname: String,
+    pub ns_ifname: String,
+    #[serde(serialize_with = "display")]
+    pub subnet: Subnet,
+    pub gateway: Ipv4Addr,
+    pub address: Ipv4Addr,
+    pub nat: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    #[serde(skip)]
+    pub host_ifindex: u32,
+}
+
+fn display<T: fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+impl Namespace {
+    pub fn plan(spec: &NamespaceSpec, subnet: Subnet, netns_dir: &Path) -> Namespace {
+        let (gateway, address) = subnet.gateway_and_address();
+        Namespace {
+            name: spec.name.clone(),
+            netns_path: netns_dir.join(&spec.name).to_string_lossy().into_owned(),
+            host_ifname: spec.host_ifname.clone().unwrap_or_else(|| agent_ifname(subnet)),
+            ns_ifname: spec.ns_ifname.clone(),
+            subnet,
+            gateway,
+            address,
+            nat: spec.nat,
+            mtu: spec.mtu,
+            host_ifindex: host_ifindex(subnet),
+        }
+    }
+
+    /// The ownership mark on the host veth (its ifalias): lets a restart find what is ours.
+    pub fn alias(&self) -> String {
+        format!("nsagent:{}", self.name)
+    }
+}
+
+/// The host veth's ifindex, chosen by the agent so that no look-up is needed after creation.
+/// Derived from the subnet's network address, which is unique among live and dying namespaces;
+/// always below 2^31 as the kernel requires, and far above the small indexes the kernel hands out.
+pub fn host_ifindex(subnet: Subnet) -> u32 {
+    u32::from(subnet.network) >> 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "netns-A", "A.b_c-d", "0", &"x".repeat(64)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "..", ".", "a/b", "-a", "_a", ".a", "a b", "é", "a\0", &"x".repeat(65), "a\n",
+            "а", // Cyrillic look-alike
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ifnames() {
+        for ok in ["eth0", "veth-x.1", "a", "012345678901234"] {
+            assert!(validate_ifname(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "a:b", "a b", "0123456789012345", "é"] {
+            assert!(validate_ifname(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn subnets() {
+        let s = Subnet::parse_for_namespace("198.18.7.0/30", 30).unwrap();
+        assert_eq!(s.gateway_and_address(), ("198.18.7.1".parse().unwrap(), "198.18.7.2".parse().unwrap()));
+        let s = Subnet::parse_for_namespace("198.18.7.0/31", 30).unwrap();
+        assert_eq!(s.gateway_and_address(), ("198.18.7.0".parse().unwrap(), "198.18.7.1".parse().unwrap()));
+        for bad in [
+            "198.18.7.1/30", "198.18.7.0/32", "198.18.7.0/24", "198.18.7.0", "x/30", "::1/64",
+            "198.18.7.0/33", "198.18.7.0/-1", "198.18.7.0/+30", "127.0.0.0/30", "224.0.0.0/30",
+            "0.0.0.0/30", "198.18.7.0/030",
+        ] {
+            assert!(Subnet::parse_for_namespace(bad, 30).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn agent_ifnames_are_unique_per_subnet_and_short() {
+        let a = agent_ifname(Subnet::new("10.200.0.4".parse().unwrap(), 30).unwrap());
+        assert_eq!(a, "nsv0ac80004");
+        assert!(a.len() <= 15 && is_agent_ifname(&a) && validate_ifname(&a).is_ok());
+        assert!(!is_agent_ifname("nsv0AC80004"));
+    }
+
+    #[test]
+    fn host_ifindex_fits_the_kernel_limit() {
+        let top = Subnet::new("223.255.255.254".parse().unwrap(), 31).unwrap();
+        assert!(host_ifindex(top) < 1 << 31);
+        let a = Subnet::new("10.200.0.4".parse().unwrap(), 31).unwrap();
+        let b = Subnet::new("10.200.0.6".parse().unwrap(), 31).unwrap();
+        assert_ne!(host_ifindex(a), host_ifindex(b));
+    }
+}

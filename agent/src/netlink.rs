@@ -1,0 +1,292 @@
+//! A synchronous, pipelined rtnetlink socket.
+//!
+//! The messages are built with rtnetlink's builders; sending is done here, synchronously, on the
+//! executor thread, because (a) the socket must be created while the thread sits inside a new
+//! network namespace and nothing may be awaited while it does, and (b) a batch wants many requests
+//! in flight on one socket and their acks matched back by sequence number, which is a few lines
+//! of code with a plain socket.
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_MULTIPART, NLM_F_REQUEST,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use std::io;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("{text} (errno {errno})")]
+    Errno { errno: i32, text: String },
+    #[error("netlink socket: {0}")]
+    Io(String),
+    #[error("malformed netlink reply")]
+    Decode,
+    #[error("dump kept being interrupted")]
+    DumpInterrupted,
+}
+
+impl NetlinkError {
+    pub fn errno(errno: i32) -> Self {
+        NetlinkError::Errno {
+            errno,
+            text: io::Error::from_raw_os_error(errno).to_string(),
+        }
+    }
+    fn io(e: io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(n) => NetlinkError::errno(n),
+            None => NetlinkError::Io(e.to_string()),
+        }
+    }
+}
+
+/// What a request asks the kernel to do: decides its flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Create, failing if it exists.
+    Create,
+    /// Change something that exists.
+    Change,
+}
+
+pub struct Request {
+    pub kind: Kind,
+    pub msg: RouteNetlinkMessage,
+}
+
+impl Request {
+    pub fn create(msg: RouteNetlinkMessage) -> Self {
+        Request { kind: Kind::Create, msg }
+    }
+    pub fn change(msg: RouteNetlinkMessage) -> Self {
+        Request { kind: Kind::Change, msg }
+    }
+}
+
+pub struct Rtnl {
+    sock: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+/// Largest datagram we send: several requests share one datagram, the kernel handles them in order.
+const SEND_CHUNK: usize = 32 * 1024;
+
+impl Rtnl {
+    /// Opens a socket in the calling thread's current network namespace.
+    pub fn open() -> Result<Self, NetlinkError> {
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::io)?;
+        sock.bind_auto().map_err(NetlinkError::io)?;
+        sock.connect(&SocketAddr::new(0, 0)).map_err(NetlinkError::io)?;
+        // Acks need not echo our requests back.
+        sock.set_cap_ack(true).map_err(NetlinkError::io)?;
+        // Room for the acks of a whole pipelined batch.
+        sock.set_rx_buf_sz(4 << 20).map_err(NetlinkError::io)?;
+        Ok(Rtnl {
+            sock,
+            seq: 0,
+            buf: vec![0; 1 << 16],
+        })
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1).max(1);
+        self.seq
+    }
+
+    /// Sends every request, pipelined, then reads every ack. One result per request, in order.
+    /// Requests are independent as far as the kernel is concerned; a caller that groups several
+    /// requests for one object sees later ones fail once an earlier one did.
+    pub fn pipeline(&mut self, reqs: Vec<Request>) -> Vec<Result<(), NetlinkError>> {
+        let n = reqs.len();
+        let mut results: Vec<Option<Result<(), NetlinkError>>> = vec![None; n];
+        if n == 0 {
+            return vec![];
+        }
+        let first = self.seq.wrapping_add(1).max(1);
+        let mut out = Vec::with_capacity(SEND_CHUNK);
+        let mut seqs = Vec::with_capacity(n);
+        for req in reqs {
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST | NLM_F_ACK;
+            if req.kind == Kind::Create {
+                header.flags |= NLM_F_CREATE | NLM_F_EXCL;
+            }
+            let seq = self.next_seq();
+            header.sequence_number = seq;
+            seqs.push(seq);
+            let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(req.msg));
+            msg.finalize();
+            let len = msg.buffer_len();
+            if out.len() + len > SEND_CHUNK && !out.is_empty() {
+                if let Err(e) = self.sock.send(&out, 0) {
+                    return vec![Err(NetlinkError::io(e)); n];
+                }
+                out.clear();
+            }
+            let at = out.len();
+            out.resize(at + len, 0);
+            msg.serialize(&mut out[at..]);
+        }
+        if !out.is_empty() {
+            if let Err(e) = self.sock.send(&out, 0) {
+                return vec![Err(NetlinkError::io(e)); n];
+            }
+        }
+        let mut remaining = n;
+        let index_of = |seq: u32| -> Option<usize> {
+            let i = seq.wrapping_sub(first) as usize;
+            (i < n && seqs[i] == seq).then_some(i)
+        };
+        while remaining > 0 {
+            let len = match self.sock.recv(&mut &mut self.buf[..], 0) {
+                Ok(l) => l,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let err = NetlinkError::io(e);
+                    return results
+                        .into_iter()
+                        .map(|r| r.unwrap_or_else(|| Err(err.clone())))
+                        .collect();
+                }
+            };
+            let mut off = 0;
+            while off < len {
+                let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..len]) else {
+                    break;
+                };
+                let mlen = msg.header.length as usize;
+                if mlen == 0 {
+                    break;
+                }
+                if let NetlinkPayload::Error(e) = &msg.payload {
+                    if let Some(i) = index_of(msg.header.sequence_number) {
+                        if results[i].is_none() {
+                            remaining -= 1;
+                            results[i] = Some(match e.code {
+                                None => Ok(()),
+                                Some(code) => Err(NetlinkError::errno(-code.get())),
+                            });
+                        }
+                    }
+                }
+                off += (mlen + 3) & !3;
+            }
+        }
+        results.into_iter().map(|r| r.unwrap_or(Err(NetlinkError::Decode))).collect()
+    }
+
+    /// A dump (links, addresses, routes). Interrupted dumps (the set changed while it was being
+    /// read, NLM_F_DUMP_INTR) are retried, never trusted.
+    pub fn dump(&mut self, req: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        for _ in 0..10 {
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+            let seq = self.next_seq();
+            header.sequence_number = seq;
+            let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(req.clone()));
+            msg.finalize();
+            let mut out = vec![0; msg.buffer_len()];
+            msg.serialize(&mut out);
+            self.sock.send(&out, 0).map_err(NetlinkError::io)?;
+            let mut items = vec![];
+            let mut interrupted = false;
+            'recv: loop {
+                let len = self.sock.recv(&mut &mut self.buf[..], 0).map_err(NetlinkError::io)?;
+                let mut off = 0;
+                while off < len {
+                    let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..len])
+                        .map_err(|_| NetlinkError::Decode)?;
+                    let mlen = msg.header.length as usize;
+                    if mlen == 0 {
+                        return Err(NetlinkError::Decode);
+                    }
+                    off += (mlen + 3) & !3;
+                    if msg.header.sequence_number != seq {
+                        continue;
+                    }
+                    if msg.header.flags & NLM_F_DUMP_INTR != 0 {
+                        interrupted = true;
+                    }
+                    match msg.payload {
+                        NetlinkPayload::Done(_) => break 'recv,
+                        NetlinkPayload::Error(e) => {
+                            if let Some(code) = e.code {
+                                return Err(NetlinkError::errno(-code.get()));
+                            }
+                            break 'recv;
+                        }
+                        NetlinkPayload::InnerMessage(m) => items.push(m),
+                        _ => {}
+                    }
+                    let _ = NLM_F_MULTIPART;
+                }
+            }
+            if !interrupted {
+                return Ok(items);
+            }
+        }
+        Err(NetlinkError::DumpInterrupted)
+    }
+}
+
+/// A socket subscribed to link notifications in the host namespace, read without blocking.
+pub struct LinkEvents {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+pub enum LinkEvent {
+    Deleted(u32),
+    /// The kernel dropped notifications (socket overrun): the caller must resynchronise.
+    Lost,
+}
+
+const RTNLGRP_LINK: u32 = 1;
+
+impl LinkEvents {
+    pub fn open() -> Result<Self, NetlinkError> {
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::io)?;
+        sock.bind(&SocketAddr::new(0, 0)).map_err(NetlinkError::io)?;
+        sock.add_membership(RTNLGRP_LINK).map_err(NetlinkError::io)?;
+        sock.set_rx_buf_sz(8 << 20).map_err(NetlinkError::io)?;
+        sock.set_non_blocking(true).map_err(NetlinkError::io)?;
+        Ok(LinkEvents {
+            sock,
+            buf: vec![0; 1 << 16],
+        })
+    }
+
+    /// Everything queued so far; never blocks.
+    pub fn drain(&mut self) -> Vec<LinkEvent> {
+        let mut events = vec![];
+        loop {
+            let len = match self.sock.recv(&mut &mut self.buf[..], 0) {
+                Ok(l) => l,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // ENOBUFS: notifications were lost.
+                    events.push(LinkEvent::Lost);
+                    continue;
+                }
+            };
+            let mut off = 0;
+            while off < len {
+                let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..len]) else {
+                    break;
+                };
+                let mlen = msg.header.length as usize;
+                if mlen == 0 {
+                    break;
+                }
+                off += (mlen + 3) & !3;
+                if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) = msg.payload {
+                    events.push(LinkEvent::Deleted(l.header.index));
+                }
+            }
+        }
+        events
+    }
+}

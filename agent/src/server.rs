@@ -1,0 +1,171 @@
+//! The Unix-socket front: one task per connection turns request lines into commands, pushes
+//! them into the bounded queue and writes each response line when it comes back. Responses may
+//! come back in any order; each echoes its request's id.
+
+use crate::executor::{Command, Reply};
+use crate::protocol::{self, ApiError, ErrorCode, Limits, Op, MAX_LINE};
+use crossbeam_channel::{Sender, TrySendError};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+#[derive(Clone)]
+pub struct Front {
+    pub queue: Sender<Command>,
+    pub limits: Limits,
+    /// How long a request may wait for room in a full queue before it is answered `busy`.
+    pub queue_wait: Duration,
+    /// Requests one connection may have in flight; past it, the connection is not read.
+    pub max_in_flight: usize,
+}
+
+pub async fn serve(listener: UnixListener, front: Front) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let front = front.clone();
+                tokio::spawn(async move { connection(stream, front).await });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+enum Line {
+    Some,
+    Eof,
+    TooLong,
+}
+
+/// Reads one line into `buf` (without the newline), refusing lines longer than MAX_LINE
+/// without buffering them.
+async fn read_line(rd: &mut BufReader<tokio::net::unix::OwnedReadHalf>, buf: &mut Vec<u8>) -> std::io::Result<Line> {
+    buf.clear();
+    loop {
+        let chunk = rd.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(if buf.is_empty() { Line::Eof } else { Line::Some });
+        }
+        let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if buf.len() + take > MAX_LINE + 1 {
+            return Ok(Line::TooLong);
+        }
+        buf.extend_from_slice(&chunk[..take]);
+        rd.consume(take);
+        if done {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            return Ok(Line::Some);
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, front: Front) {
+    let (rd, wr) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
+    let writer = tokio::spawn(async move {
+        let mut wr = BufWriter::new(wr);
+        while let Some(line) = out_rx.recv().await {
+            if wr.write_all(&line).await.is_err() {
+                return;
+            }
+            if out_rx.is_empty() && wr.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.flush().await;
+        let _ = wr.shutdown().await;
+    });
+    let in_flight = Arc::new(Semaphore::new(front.max_in_flight));
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        match read_line(&mut rd, &mut buf).await {
+            Ok(Line::Eof) | Err(_) => break,
+            Ok(Line::TooLong) => {
+                let err = Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("request line longer than {MAX_LINE} bytes; closing the connection"),
+                ));
+                let _ = out_tx.send(line(&Value::Null, &err)).await;
+                break;
+            }
+            Ok(Line::Some) => {}
+        }
+        if buf.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let (id, op) = protocol::decode(&buf, front.limits);
+        let op = match op {
+            Ok(op) => op,
+            Err(e) => {
+                if out_tx.send(line(&id, &Err(e))).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        if op == Op::Ping {
+            let r = Ok(json!({ "version": env!("CARGO_PKG_VERSION") }));
+            if out_tx.send(line(&id, &r)).await.is_err() {
+                break;
+            }
+            continue;
+        }
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let out = out_tx.clone();
+        let queued = enqueue(&front, Command { op, reply: reply_tx }).await;
+        tokio::spawn(async move {
+            let r: Reply = match queued {
+                Err(e) => Err(e),
+                Ok(()) => reply_rx
+                    .await
+                    .unwrap_or_else(|_| Err(ApiError::new(ErrorCode::Internal, "executor dropped the command"))),
+            };
+            let _ = out.send(line(&id, &r)).await;
+            drop(permit);
+        });
+    }
+    drop(out_tx);
+    let _ = writer.await;
+}
+
+/// Pushes into the bounded queue; when it is full, waits (bounded) instead of dropping.
+async fn enqueue(front: &Front, mut cmd: Command) -> Result<(), ApiError> {
+    let deadline = Instant::now() + front.queue_wait;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        match front.queue.try_send(cmd) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(ApiError::new(ErrorCode::Internal, "executor is gone"))
+            }
+            Err(TrySendError::Full(c)) => {
+                if Instant::now() >= deadline {
+                    return Err(ApiError::new(ErrorCode::Busy, "command queue full; retry later"));
+                }
+                cmd = c;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn line(id: &Value, r: &Reply) -> Vec<u8> {
+    let mut v = protocol::encode(id, r);
+    v.push(b'\n');
+    v
+}

@@ -1,0 +1,580 @@
+//! Building nft batches and committing them as one atomic transaction each.
+//!
+//! Kernel facts this code is built around (measured, see NOTES.md):
+//! - every message of a batch is acked, even when the batch as a whole is rolled back;
+//! - on kernels >= 6.10 the end-of-batch message is acked only when the batch committed;
+//! - a failing reply carries the sequence number of the message that failed, so giving each
+//!   caller-defined *group* (one command's changes) its own messages tells which group was guilty;
+//! - a batch split over several datagrams fails, so each batch is sent as one datagram.
+
+use crate::spec::{ifname_key, ChainName, Elem, Match, SetName, TableSpec, Verdict};
+use nftnl::expr::{Bitwise, Cmp, CmpOp, Conntrack, Counter, Lookup, Masquerade, Meta};
+use nftnl::nftnl_sys as sys;
+use nftnl::set::{Set, SetKey};
+use nftnl::{Batch, Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Rule, Table};
+use std::ffi::{c_void, CString};
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// One element change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ElemOp {
+    Add(Elem),
+    Del(Elem),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("netfilter socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("invalid name {0:?} (contains NUL)")]
+    BadName(String),
+    #[error("nft transaction rejected: {errno_text} (errno {errno})")]
+    Rejected { errno: i32, errno_text: String },
+    #[error("nft transaction: no answer from the kernel within {0:?}")]
+    Timeout(Duration),
+    #[error("nft transaction: malformed reply from the kernel")]
+    BadReply,
+}
+
+/// Why one group of a multi-group transaction was not committed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    /// The kernel rejected one of this group's own messages.
+    #[error("nft rejected the change: {errno_text} (errno {errno})")]
+    Rejected { errno: i32, errno_text: String },
+    /// The transaction failed for a reason that cannot be pinned on one group.
+    #[error("nft transaction failed: {0}")]
+    Transaction(String),
+}
+
+fn errno_text(errno: i32) -> String {
+    io::Error::from_raw_os_error(errno).to_string()
+}
+
+fn cstring(s: &str) -> Result<CString, NftError> {
+    CString::new(s).map_err(|_| NftError::BadName(s.to_string()))
+}
+
+/// nft's `ifname` datatype (TYPE_IFNAME = 41), 16 bytes NUL-padded.
+struct IfNameKey([u8; crate::spec::IFNAMSIZ]);
+
+impl SetKey for IfNameKey {
+    const TYPE: u32 = 41;
+    const LEN: u32 = crate::spec::IFNAMSIZ as u32;
+    fn data(&self) -> Box<[u8]> {
+        Box::new(self.0)
+    }
+}
+
+/// nft's set user data: a TLV saying the key is host-endian, so that `nft list` prints ifname
+/// elements as names (NFTNL_UDATA_SET_KEYBYTEORDER = 0, BYTEORDER_HOST_ENDIAN = 1).
+fn set_host_endian_key<K>(set: &Set<'_, K>) {
+    let mut udata = vec![0u8, 4];
+    udata.extend_from_slice(&1u32.to_ne_bytes());
+    // SAFETY: the set pointer is valid for the life of `set`; libnftnl copies the buffer.
+    unsafe {
+        sys::nftnl_set_set_data(
+            set.as_ptr().as_ptr(),
+            sys::NFTNL_SET_USERDATA as u16,
+            udata.as_ptr() as *const c_void,
+            udata.len() as u32,
+        );
+    }
+}
+
+/// A batch under construction. Every message is tagged with the group (if any) it belongs to,
+/// so that a failing sequence number can be traced back to its group.
+pub struct Transaction {
+    batch: Batch,
+    table: Table,
+    /// owners[i] = group of the i-th message after the batch-begin message.
+    owners: Vec<Option<usize>>,
+}
+
+impl Transaction {
+    fn new(table: &str, expected_msgs: usize) -> Result<Self, NftError> {
+        // Size one page to hold the whole batch: the batch must go out as one datagram.
+        let want = (expected_msgs as u32 + 16).saturating_mul(512);
+        let page = want.max(nftnl::default_batch_page_size());
+        Ok(Transaction {
+            batch: Batch::with_page_size(page),
+            table: Table::new(cstring(table)?, ProtoFamily::Inet),
+            owners: Vec::with_capacity(expected_msgs),
+        })
+    }
+
+    fn push<T: nftnl::NlMsg>(&mut self, msg: &T, ty: MsgType, group: Option<usize>) {
+        self.batch.add(msg, ty);
+        self.owners.push(group);
+    }
+
+    /// Adds one element change as its own message.
+    fn elem(&mut self, op: &ElemOp, group: Option<usize>) -> Result<(), NftError> {
+        let (elem, ty) = match op {
+            ElemOp::Add(e) => (e, MsgType::Add),
+            ElemOp::Del(e) => (e, MsgType::Del),
+        };
+        let name = cstring(elem.set().as_str())?;
+        match elem {
+            Elem::NsIface(n) | Elem::Uplink(n) => {
+                let mut set = Set::<IfNameKey>::new_named(&name, 0, &self.table, ProtoFamily::Inet);
+                set.add(&IfNameKey(ifname_key(n)));
+                // The iterator only advances when its message is written: add as we go.
+                for m in set.elems_iter() {
+                    self.batch.add(&m, ty);
+                    self.owners.push(group);
+                }
+            }
+            Elem::NatSaddr(a) => {
+                let mut set = Set::<Ipv4Addr>::new_named(&name, 0, &self.table, ProtoFamily::Inet);
+                set.add(a);
+                // The iterator only advances when its message is written: add as we go.
+                for m in set.elems_iter() {
+                    self.batch.add(&m, ty);
+                    self.owners.push(group);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Element changes against the existing table, one group per caller-defined unit.
+    pub fn elements(table: &str, groups: &[(usize, &[ElemOp])]) -> Result<Self, NftError> {
+        let n = groups.iter().map(|(_, ops)| ops.len()).sum();
+        let mut tx = Transaction::new(table, n)?;
+        for (g, ops) in groups {
+            for op in *ops {
+                tx.elem(op, Some(*g))?;
+            }
+        }
+        Ok(tx)
+    }
+
+    /// The whole table, replacing any previous one of that name atomically (add, delete, add:
+    /// the first add makes the delete valid when no table exists yet), filled with `elems`.
+    pub fn replace_table(spec: &TableSpec, elems: &[Elem]) -> Result<Self, NftError> {
+        let mut tx = Transaction::new(&spec.name, elems.len() + 32)?;
+        let table = Table::new(cstring(&spec.name)?, ProtoFamily::Inet);
+        tx.push(&table, MsgType::Add, None);
+        tx.push(&table, MsgType::Del, None);
+        tx.push(&table, MsgType::Add, None);
+
+        let ns_name = cstring(SetName::NsIfaces.as_str())?;
+        let nat_name = cstring(SetName::NatSaddrs.as_str())?;
+        let up_name = cstring(SetName::Uplinks.as_str())?;
+        let ns_set = Set::<IfNameKey>::new_named(&ns_name, 1, &table, ProtoFamily::Inet);
+        let up_set = Set::<IfNameKey>::new_named(&up_name, 2, &table, ProtoFamily::Inet);
+        let nat_set = Set::<Ipv4Addr>::new_named(&nat_name, 3, &table, ProtoFamily::Inet);
+        set_host_endian_key(&ns_set);
+        set_host_endian_key(&up_set);
+        tx.push(&ns_set, MsgType::Add, None);
+        tx.push(&up_set, MsgType::Add, None);
+        tx.push(&nat_set, MsgType::Add, None);
+
+        let mut forward = Chain::new(c"forward", &table);
+        forward.set_type(ChainType::Filter);
+        forward.set_hook(Hook::Forward, 0);
+        forward.set_policy(Policy::Accept);
+        let mut postrouting = Chain::new(c"postrouting", &table);
+        postrouting.set_type(ChainType::Nat);
+        postrouting.set_hook(Hook::PostRouting, 100);
+        postrouting.set_policy(Policy::Accept);
+        tx.push(&forward, MsgType::Add, None);
+        tx.push(&postrouting, MsgType::Add, None);
+
+        for spec_rule in spec.rules() {
+            let chain = match spec_rule.chain {
+                ChainName::Forward => &forward,
+                ChainName::Postrouting => &postrouting,
+            };
+            let mut rule = Rule::new(chain);
+            for m in &spec_rule.matches {
+                let set_ref = |s: SetName| match s {
+                    SetName::NsIfaces => Lookup::new(&ns_set),
+                    SetName::Uplinks => Lookup::new(&up_set),
+                    SetName::NatSaddrs => Lookup::new(&nat_set),
+                };
+                match *m {
+                    Match::IifnameIn(s) => {
+                        rule.add_expr(&Meta::IifName);
+                        rule.add_expr(&set_ref(s));
+                    }
+                    Match::OifnameIn(s) => {
+                        rule.add_expr(&Meta::OifName);
+                        rule.add_expr(&set_ref(s));
+                    }
+                    Match::CtEstablishedRelated => {
+                        // ct state is a host-endian bitmask: ESTABLISHED = 2, RELATED = 4.
+                        rule.add_expr(&Conntrack::State);
+                        rule.add_expr(&Bitwise::new(6u32, 0u32));
+                        rule.add_expr(&Cmp::new(CmpOp::Neq, 0u32));
+                    }
+                    Match::Ipv4SaddrIn(s) => {
+                        rule.add_expr(&Meta::NfProto);
+                        rule.add_expr(&Cmp::new(CmpOp::Eq, libc::NFPROTO_IPV4 as u8));
+                        rule.add_expr(&nftnl::nft_expr!(payload ipv4 saddr));
+                        rule.add_expr(&set_ref(s));
+                    }
+                }
+            }
+            rule.add_expr(&Counter);
+            match spec_rule.verdict {
+                Verdict::Accept => rule.add_expr(&nftnl::expr::Verdict::Accept),
+                Verdict::Drop => rule.add_expr(&nftnl::expr::Verdict::Drop),
+                Verdict::Return => rule.add_expr(&nftnl::expr::Verdict::Return),
+                Verdict::Masquerade => rule.add_expr(&Masquerade),
+            }
+            tx.push(&rule, MsgType::Add, None);
+        }
+        drop((forward, postrouting));
+
+        for e in elems {
+            tx.elem(&ElemOp::Add(e.clone()), None)?;
+        }
+        drop((ns_set, up_set, nat_set));
+        tx.table = table;
+        Ok(tx)
+    }
+
+    /// Deletes the table (add first, so that deleting a missing table is not an error).
+    pub fn delete_table(name: &str) -> Result<Self, NftError> {
+        let mut tx = Transaction::new(name, 2)?;
+        let table = Table::new(cstring(name)?, ProtoFamily::Inet);
+        tx.push(&table, MsgType::Add, None);
+        tx.push(&table, MsgType::Del, None);
+        Ok(tx)
+    }
+
+    /// Number of messages, batch delimiters excluded.
+    pub fn len(&self) -> usize {
+        self.owners.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.owners.is_empty()
+    }
+
+    /// The finished batch as one datagram plus what is needed to read its replies.
+    fn finish(self) -> Finished {
+        let n = self.owners.len() as u32;
+        let finalized = self.batch.finalize();
+        let seqs = finalized.sequence_numbers();
+        // With end-of-batch acks (kernel >= 6.10), begin = 1, messages 2..=n+1, end = n+2.
+        // Without, begin and end carry seq 0 and messages are 1..=n.
+        let (first, end_seq) = if seqs.end == n + 3 {
+            (2, Some(n + 2))
+        } else {
+            (1, None)
+        };
+        let bytes: Vec<u8> = finalized.iter().flat_map(|p| p.iter().copied()).collect();
+        Finished {
+            bytes,
+            first,
+            end_seq,
+            owners: self.owners,
+        }
+    }
+}
+
+struct Finished {
+    bytes: Vec<u8>,
+    first: u32,
+    end_seq: Option<u32>,
+    owners: Vec<Option<usize>>,
+}
+
+/// How a committed-or-not batch went, message by message.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// (group of the failing message, errno). Group is None for messages outside any group.
+    pub failures: Vec<(Option<usize>, i32)>,
+}
+
+/// The netfilter socket. Not `Send` (libmnl): keep it on one thread.
+pub struct NftSocket {
+    sock: mnl::Socket,
+    timeout: Duration,
+}
+
+const SOL_NETLINK: libc::c_int = 270;
+const NETLINK_CAP_ACK: libc::c_int = 10;
+
+fn setsockopt_int(fd: i32, level: i32, opt: i32, val: i32) -> io::Result<()> {
+    // SAFETY: plain setsockopt on an fd we own, with a correctly sized int.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            &val as *const i32 as *const c_void,
+            std::mem::size_of::<i32>() as u32,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl NftSocket {
+    pub fn open() -> Result<Self, NftError> {
+        let sock = mnl::Socket::new(mnl::Bus::Netfilter).map_err(NftError::Socket)?;
+        let fd = sock.as_raw_fd();
+        // Big batches go out as one datagram and thousands of acks come back: make room.
+        // The *FORCE variants need CAP_NET_ADMIN, which the agent has; fall back if not.
+        for (force, plain) in [
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        ] {
+            if setsockopt_int(fd, libc::SOL_SOCKET, force, 8 << 20).is_err() {
+                setsockopt_int(fd, libc::SOL_SOCKET, plain, 8 << 20).map_err(NftError::Socket)?;
+            }
+        }
+        // Errors need not echo the whole failed message back.
+        setsockopt_int(fd, SOL_NETLINK, NETLINK_CAP_ACK, 1).map_err(NftError::Socket)?;
+        let timeout = Duration::from_secs(10);
+        let tv = libc::timeval {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_usec: 0,
+        };
+        // SAFETY: setsockopt with a timeval of the right size.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const libc::timeval as *const c_void,
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(NftError::Socket(io::Error::last_os_error()));
+        }
+        Ok(NftSocket { sock, timeout })
+    }
+
+    /// Sends one transaction and reads every reply to it.
+    pub fn run(&mut self, tx: Transaction) -> Result<Outcome, NftError> {
+        let fin = tx.finish();
+        let result = self.exchange(&fin);
+        if result.is_err() {
+            // Replies may still be in flight; sequence numbers restart per batch, so never let
+            // them leak into the next batch's reading: start over on a fresh socket.
+            if let Ok(fresh) = NftSocket::open() {
+                *self = fresh;
+            }
+        }
+        result
+    }
+
+    fn exchange(&mut self, fin: &Finished) -> Result<Outcome, NftError> {
+        self.sock.send(&fin.bytes).map_err(NftError::Socket)?;
+        let n = fin.owners.len() as u32;
+        let last = fin.first + n; // one past the last message
+        let mut acked = vec![false; n as usize];
+        let mut remaining = n;
+        let mut end_acked = fin.end_seq.is_none();
+        let mut outcome = Outcome::default();
+        let mut whole_batch_error: Option<i32> = None;
+        let mut buf = vec![0u8; 1 << 20];
+        while remaining > 0 || (!end_acked && outcome.failures.is_empty()) {
+            if whole_batch_error.is_some() {
+                break;
+            }
+            let len = match self.sock.recv_raw(&mut buf) {
+                Ok(len) => len,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(NftError::Timeout(self.timeout))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(NftError::Socket(e)),
+            };
+            let mut off = 0usize;
+            while off + 16 <= len {
+                let h = &buf[off..];
+                let mlen = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+                let mtype = u16::from_ne_bytes([h[4], h[5]]);
+                let seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+                if mlen < 16 || off + mlen > len {
+                    return Err(NftError::BadReply);
+                }
+                if mtype == libc::NLMSG_ERROR as u16 {
+                    if mlen < 20 {
+                        return Err(NftError::BadReply);
+                    }
+                    let err = i32::from_ne_bytes([h[16], h[17], h[18], h[19]]);
+                    if seq >= fin.first && seq < last {
+                        let i = (seq - fin.first) as usize;
+                        if !acked[i] {
+                            acked[i] = true;
+                            remaining -= 1;
+                        }
+                        if err != 0 {
+                            outcome.failures.push((fin.owners[i], -err));
+                        }
+                    } else if Some(seq) == fin.end_seq {
+                        if err != 0 {
+                            whole_batch_error = Some(-err);
+                        }
+                        end_acked = true;
+                    } else if err != 0 {
+                        // The batch-begin message (or something outside the batch) failed.
+                        whole_batch_error = Some(-err);
+                    }
+                }
+                off += (mlen + 3) & !3;
+            }
+        }
+        if let Some(errno) = whole_batch_error {
+            return Err(NftError::Rejected {
+                errno,
+                errno_text: errno_text(errno),
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// Runs a transaction in which no failure is acceptable (start-up, table deletion).
+    pub fn run_all_or_nothing(&mut self, tx: Transaction) -> Result<(), NftError> {
+        let outcome = self.run(tx)?;
+        match outcome.failures.first() {
+            None => Ok(()),
+            Some((_, errno)) => Err(NftError::Rejected {
+                errno: *errno,
+                errno_text: errno_text(*errno),
+            }),
+        }
+    }
+
+    /// Commits each group's changes if it can: one transaction for all groups; if the kernel
+    /// rejects some, those groups are answered with their error and the rest is committed again
+    /// (the failed batch was rolled back whole). Returns one result per group, in order.
+    pub fn apply_groups(&mut self, table: &str, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>> {
+        let mut results: Vec<Option<Result<(), GroupError>>> = vec![None; groups.len()];
+        let mut live: Vec<usize> = (0..groups.len()).filter(|g| !groups[*g].is_empty()).collect();
+        for g in 0..groups.len() {
+            if groups[g].is_empty() {
+                results[g] = Some(Ok(()));
+            }
+        }
+        // Each round either commits or removes at least one guilty group; bound the rounds anyway.
+        let mut rounds = 0;
+        while !live.is_empty() {
+            rounds += 1;
+            let input: Vec<(usize, &[ElemOp])> =
+                live.iter().map(|g| (*g, groups[*g].as_slice())).collect();
+            let outcome = Transaction::elements(table, &input).and_then(|tx| self.run(tx));
+            match outcome {
+                Ok(o) if o.failures.is_empty() => {
+                    for g in &live {
+                        results[*g] = Some(Ok(()));
+                    }
+                    live.clear();
+                }
+                Ok(o) => {
+                    let mut blamed = false;
+                    for (owner, errno) in &o.failures {
+                        if let Some(g) = owner {
+                            if results[*g].is_none() {
+                                results[*g] = Some(Err(GroupError::Rejected {
+                                    errno: *errno,
+                                    errno_text: errno_text(*errno),
+                                }));
+                            }
+                            blamed = true;
+                        }
+                    }
+                    live.retain(|g| results[*g].is_none());
+                    if !blamed || rounds >= 4 {
+                        let msg = format!("failed {rounds} times");
+                        for g in live.drain(..) {
+                            results[g] = Some(Err(GroupError::Transaction(msg.clone())));
+                        }
+                    }
+                }
+                Err(e) => {
+                    for g in live.drain(..) {
+                        results[g] = Some(Err(GroupError::Transaction(e.to_string())));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(GroupError::Transaction("not attempted".into()))))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Walks the finished datagram and returns (nfnetlink subsystem msg type, seq) per message.
+    fn messages(fin: &Finished) -> Vec<(u16, u32)> {
+        let mut out = vec![];
+        let b = &fin.bytes;
+        let mut off = 0;
+        while off + 16 <= b.len() {
+            let len = u32::from_ne_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]]) as usize;
+            let ty = u16::from_ne_bytes([b[off + 4], b[off + 5]]);
+            let seq = u32::from_ne_bytes([b[off + 8], b[off + 9], b[off + 10], b[off + 11]]);
+            out.push((ty, seq));
+            off += (len + 3) & !3;
+        }
+        out
+    }
+
+    const NEWSETELEM: u16 = (libc::NFNL_SUBSYS_NFTABLES as u16) << 8 | libc::NFT_MSG_NEWSETELEM as u16;
+    const DELSETELEM: u16 = (libc::NFNL_SUBSYS_NFTABLES as u16) << 8 | libc::NFT_MSG_DELSETELEM as u16;
+    const NEWRULE: u16 = (libc::NFNL_SUBSYS_NFTABLES as u16) << 8 | libc::NFT_MSG_NEWRULE as u16;
+
+    #[test]
+    fn each_element_change_is_its_own_message_owned_by_its_group() {
+        let a = vec![
+            ElemOp::Add(Elem::NsIface("nsv0a000000".into())),
+            ElemOp::Add(Elem::NatSaddr(Ipv4Addr::new(10, 0, 0, 2))),
+        ];
+        let b = vec![ElemOp::Del(Elem::NsIface("nsv0a000004".into()))];
+        let tx = Transaction::elements("nsagent", &[(7, &a), (9, &b)]).unwrap();
+        let fin = tx.finish();
+        assert_eq!(fin.owners, vec![Some(7), Some(7), Some(9)]);
+        let msgs = messages(&fin);
+        // begin, 3 element messages, end
+        assert_eq!(msgs.len(), 5);
+        assert_eq!(msgs[1].0, NEWSETELEM);
+        assert_eq!(msgs[2].0, NEWSETELEM);
+        assert_eq!(msgs[3].0, DELSETELEM);
+        // The sequence numbers we will look for are the ones written.
+        for (i, (_, seq)) in msgs[1..4].iter().enumerate() {
+            assert_eq!(*seq, fin.first + i as u32);
+        }
+    }
+
+    #[test]
+    fn table_has_the_same_rules_whatever_the_elements() {
+        let spec = TableSpec::new("nsagent", true);
+        let few = Transaction::replace_table(&spec, &[Elem::Uplink("eth0".into())]).unwrap();
+        let many_elems: Vec<Elem> = (0..100)
+            .map(|i| Elem::NsIface(format!("nsv{i:08x}")))
+            .collect();
+        let many = Transaction::replace_table(&spec, &many_elems).unwrap();
+        let rules = |t: Transaction| messages(&t.finish()).iter().filter(|m| m.0 == NEWRULE).count();
+        assert_eq!(rules(few), 6);
+        assert_eq!(rules(many), 6);
+    }
+
+    #[test]
+    fn a_big_batch_is_one_datagram() {
+        let ops: Vec<Vec<ElemOp>> = (0..5000)
+            .map(|i| vec![ElemOp::Add(Elem::NsIface(format!("nsv{i:08x}")))])
+            .collect();
+        let groups: Vec<(usize, &[ElemOp])> = ops.iter().enumerate().map(|(i, o)| (i, o.as_slice())).collect();
+        let fin = Transaction::elements("nsagent", &groups).unwrap().finish();
+        assert_eq!(messages(&fin).len(), 5002);
+    }
+}
