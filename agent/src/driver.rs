@@ -11,7 +11,9 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use nft::{ElemOp, GroupError, NftSocket};
-use rtnetlink::{AddressMessageBuilder, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{
+    AddressMessageBuilder, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
@@ -65,7 +67,9 @@ fn kernel_error(step: &str, e: &NetlinkError) -> ApiError {
 
 fn netns_error(e: &NetnsError) -> ApiError {
     match e {
-        NetnsError::Exists(p) => ApiError::new(ErrorCode::Exists, format!("{} already exists", p.display())),
+        NetnsError::Exists(p) => {
+            ApiError::new(ErrorCode::Exists, format!("{} already exists", p.display()))
+        }
         other => ApiError::new(ErrorCode::Kernel, other.to_string()),
     }
 }
@@ -111,16 +115,23 @@ impl KernelDriver {
             peer = peer.mtu(mtu);
             host = host.mtu(mtu);
         }
-        host.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).build()
+        host.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .build()
     }
 
     fn host_requests(ns: &Namespace, made: &NewNetns) -> Vec<(Request, &'static str)> {
         let idx = ns.host_ifindex;
         vec![
-            (Request::create(RouteNetlinkMessage::NewLink(Self::veth(ns, made))), "create veth pair"),
+            (
+                Request::create(RouteNetlinkMessage::NewLink(Self::veth(ns, made))),
+                "create veth pair",
+            ),
             (
                 Request::change(RouteNetlinkMessage::SetLink(
-                    link_set(idx).alias(ns.alias()).append_extra_attribute(no_ipv6_autoconf()).build(),
+                    link_set(idx)
+                        .alias(ns.alias())
+                        .append_extra_attribute(no_ipv6_autoconf())
+                        .build(),
                 )),
                 "configure host veth",
             ),
@@ -133,7 +144,10 @@ impl KernelDriver {
                 )),
                 "add gateway address",
             ),
-            (Request::change(RouteNetlinkMessage::SetLink(link_set(idx).up().build())), "set host veth up"),
+            (
+                Request::change(RouteNetlinkMessage::SetLink(link_set(idx).up().build())),
+                "set host veth up",
+            ),
         ]
     }
 
@@ -141,7 +155,9 @@ impl KernelDriver {
         vec![
             (
                 Request::change(RouteNetlinkMessage::SetLink(
-                    link_set(PEER_IFINDEX).append_extra_attribute(no_ipv6_autoconf()).build(),
+                    link_set(PEER_IFINDEX)
+                        .append_extra_attribute(no_ipv6_autoconf())
+                        .build(),
                 )),
                 "configure namespace veth",
             ),
@@ -155,13 +171,22 @@ impl KernelDriver {
                 "add namespace address",
             ),
             (
-                Request::change(RouteNetlinkMessage::SetLink(link_set(PEER_IFINDEX).up().build())),
+                Request::change(RouteNetlinkMessage::SetLink(
+                    link_set(PEER_IFINDEX).up().build(),
+                )),
                 "set namespace veth up",
             ),
-            (Request::change(RouteNetlinkMessage::SetLink(link_set(LO_IFINDEX).up().build())), "set lo up"),
+            (
+                Request::change(RouteNetlinkMessage::SetLink(
+                    link_set(LO_IFINDEX).up().build(),
+                )),
+                "set lo up",
+            ),
             (
                 Request::create(RouteNetlinkMessage::NewRoute(
-                    RouteMessageBuilder::<Ipv4Addr>::new().gateway(ns.gateway).build(),
+                    RouteMessageBuilder::<Ipv4Addr>::new()
+                        .gateway(ns.gateway)
+                        .build(),
                 )),
                 "add default route",
             ),
@@ -217,7 +242,9 @@ impl Driver for KernelDriver {
                 }
             }
             let steps: Vec<&str> = reqs.iter().map(|(_, s)| *s).collect();
-            let out = self.host.pipeline(reqs.into_iter().map(|(r, _)| r).collect());
+            let out = self
+                .host
+                .pipeline(reqs.into_iter().map(|(r, _)| r).collect());
             for (k, r) in out.into_iter().enumerate() {
                 let i = owner[k];
                 if let (Err(e), true) = (r, results[i].is_ok()) {
@@ -277,7 +304,9 @@ impl Driver for KernelDriver {
     fn link_exists(&mut self, ifindex: u32) -> bool {
         let mut msg = LinkMessage::default();
         msg.header.index = ifindex;
-        let r = self.host.pipeline(vec![Request::change(RouteNetlinkMessage::GetLink(msg))]);
+        let r = self
+            .host
+            .pipeline(vec![Request::change(RouteNetlinkMessage::GetLink(msg))]);
         // ENODEV means gone; anything else, assume it is still there and ask again later.
         !matches!(r.first(), Some(Err(NetlinkError::Errno { errno, .. })) if *errno == libc::ENODEV)
     }

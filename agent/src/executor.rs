@@ -61,6 +61,8 @@ pub struct Executor<D: Driver> {
     host_ifnames: HashSet<String>,
     dying: HashMap<u32, Dying>,
     dying_names: HashSet<String>,
+    /// Commands waiting for a name's old namespace to be gone, in arrival order.
+    deferred: HashMap<String, VecDeque<(Command, Instant)>>,
 }
 
 enum Planned {
@@ -80,6 +82,7 @@ impl<D: Driver> Executor<D> {
             host_ifnames: HashSet::new(),
             dying: HashMap::new(),
             dying_names: HashSet::new(),
+            deferred: HashMap::new(),
         }
     }
 
@@ -87,18 +90,19 @@ impl<D: Driver> Executor<D> {
     pub fn run(mut self, rx: Receiver<Command>) {
         let mut batch: VecDeque<Command> = VecDeque::new();
         loop {
-            let wait = if self.dying.is_empty() {
-                Duration::from_secs(1)
-            } else {
-                Duration::from_millis(20)
-            };
-            match rx.recv_timeout(wait) {
-                Ok(cmd) => batch.push_back(cmd),
-                Err(RecvTimeoutError::Timeout) => {
-                    self.reap();
-                    continue;
+            self.reap(&mut batch);
+            self.expire_deferred();
+            if batch.is_empty() {
+                let wait = if self.dying.is_empty() && self.deferred.is_empty() {
+                    Duration::from_secs(1)
+                } else {
+                    Duration::from_millis(20)
+                };
+                match rx.recv_timeout(wait) {
+                    Ok(cmd) => batch.push_back(cmd),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
             }
             // Take what is queued, never wait for company.
             while batch.len() < self.limits.max_batch {
@@ -107,8 +111,7 @@ impl<D: Driver> Executor<D> {
                     Err(_) => break,
                 }
             }
-            self.reap();
-            self.wait_for_kernel_cleanup();
+            self.wait_for_kernel_cleanup(&mut batch);
             self.process(&mut batch);
         }
         tracing::info!("command queue closed; executor stops");
@@ -137,6 +140,19 @@ impl<D: Driver> Executor<D> {
                     break;
                 }
                 let Some(cmd) = batch.pop_front() else { break };
+                if let Some(n) = &name {
+                    // A create of a name whose old namespace the kernel is still destroying
+                    // waits for it (and so does everything after it for that name).
+                    let waits = self.deferred.contains_key(n)
+                        || (matches!(cmd.op, Op::Create(_)) && self.dying_names.contains(n));
+                    if waits {
+                        self.deferred
+                            .entry(n.clone())
+                            .or_default()
+                            .push_back((cmd, Instant::now()));
+                        continue;
+                    }
+                }
                 if let Some(n) = name {
                     names.insert(n);
                     writes = true;
@@ -204,17 +220,17 @@ impl<D: Driver> Executor<D> {
 
     fn plan_create(&mut self, spec: &NamespaceSpec) -> Result<Namespace, ApiError> {
         if self.live.contains_key(&spec.name) {
-            return Err(ApiError::new(ErrorCode::Exists, format!("namespace {} exists", spec.name)));
-        }
-        if self.dying_names.contains(&spec.name) {
             return Err(ApiError::new(
-                ErrorCode::Busy,
-                format!("namespace {} is still being removed by the kernel; retry shortly", spec.name),
+                ErrorCode::Exists,
+                format!("namespace {} exists", spec.name),
             ));
         }
         if let Some(h) = &spec.host_ifname {
             if self.host_ifnames.contains(h) {
-                return Err(ApiError::new(ErrorCode::Exists, format!("host interface {h} is in use")));
+                return Err(ApiError::new(
+                    ErrorCode::Exists,
+                    format!("host interface {h} is in use"),
+                ));
             }
         }
         let subnet = match spec.subnet {
@@ -234,7 +250,14 @@ impl<D: Driver> Executor<D> {
                     None => false,
                 };
                 self.pool.allocate(|s| !used(s)).ok_or_else(|| {
-                    ApiError::new(ErrorCode::PoolExhausted, format!("no free /{} left in {}", self.pool.slot_prefix(), self.info.pool))
+                    ApiError::new(
+                        ErrorCode::PoolExhausted,
+                        format!(
+                            "no free /{} left in {}",
+                            self.pool.slot_prefix(),
+                            self.info.pool
+                        ),
+                    )
                 })?
             }
         };
@@ -242,7 +265,10 @@ impl<D: Driver> Executor<D> {
         if spec.host_ifname.is_none() && self.host_ifnames.contains(&ns.host_ifname) {
             // Cannot happen while subnets are unique; refuse rather than collide.
             self.pool.release(subnet);
-            return Err(ApiError::new(ErrorCode::Internal, "host interface name collision"));
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                "host interface name collision",
+            ));
         }
         Ok(ns)
     }
@@ -268,11 +294,18 @@ impl<D: Driver> Executor<D> {
                 Planned::Create(ns, _) => {
                     let r = created.next().unwrap_or_else(|| {
                         Err(crate::driver::CreateFailure {
-                            error: ApiError::new(ErrorCode::Internal, "driver returned too few results"),
+                            error: ApiError::new(
+                                ErrorCode::Internal,
+                                "driver returned too few results",
+                            ),
                             link_created: false,
                         })
                     });
-                    groups.push(if r.is_ok() { elems(ns).into_iter().map(ElemOp::Add).collect() } else { vec![] });
+                    groups.push(if r.is_ok() {
+                        elems(ns).into_iter().map(ElemOp::Add).collect()
+                    } else {
+                        vec![]
+                    });
                     netlink_results.push(r);
                 }
                 Planned::Delete(ns, _) => {
@@ -343,42 +376,70 @@ impl<D: Driver> Executor<D> {
         );
     }
 
-    fn finish_dying(&mut self, ifindex: u32) {
+    /// The kernel has removed a dying link: free what it held, and let commands that waited
+    /// for its name go first in the next batch.
+    fn finish_dying(&mut self, ifindex: u32, batch: &mut VecDeque<Command>) {
         if let Some(d) = self.dying.remove(&ifindex) {
             if let Some(n) = &d.name {
                 self.dying_names.remove(n);
+                if let Some(waiting) = self.deferred.remove(n) {
+                    for (cmd, _) in waiting.into_iter().rev() {
+                        batch.push_front(cmd);
+                    }
+                }
             }
             self.release(d.subnet, &d.host_ifname);
         }
     }
 
     /// Releases what the kernel has finished destroying.
-    fn reap(&mut self) {
+    fn reap(&mut self, batch: &mut VecDeque<Command>) {
         match self.driver.gone_links() {
             Gone::Links(gone) => {
                 for i in gone {
-                    self.finish_dying(i);
+                    self.finish_dying(i, batch);
                 }
             }
             Gone::Resync => {
                 let all: Vec<u32> = self.dying.keys().copied().collect();
                 for i in all {
                     if !self.driver.link_exists(i) {
-                        self.finish_dying(i);
+                        self.finish_dying(i, batch);
                     }
                 }
             }
         }
     }
 
-    fn wait_for_kernel_cleanup(&mut self) {
+    /// A name whose old namespace is held alive (e.g. a process still inside it) cannot be
+    /// reused; waiting commands get `busy` after a while instead of waiting forever.
+    fn expire_deferred(&mut self) {
+        let limit = Duration::from_secs(10);
+        let now = Instant::now();
+        for queue in self.deferred.values_mut() {
+            while queue
+                .front()
+                .is_some_and(|(_, t)| now.duration_since(*t) > limit)
+            {
+                if let Some((cmd, _)) = queue.pop_front() {
+                    let _ = cmd.reply.send(Err(ApiError::new(
+                        ErrorCode::Busy,
+                        "the previous namespace of this name is still being destroyed by the kernel (is a process still inside it?); retry later",
+                    )));
+                }
+            }
+        }
+        self.deferred.retain(|_, q| !q.is_empty());
+    }
+
+    fn wait_for_kernel_cleanup(&mut self, batch: &mut VecDeque<Command>) {
         if self.dying.len() < self.limits.max_pending {
             return;
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.dying.len() >= self.limits.max_pending && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
-            self.reap();
+            self.reap(batch);
         }
     }
 

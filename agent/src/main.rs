@@ -17,7 +17,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "nsagent", version, about = "Network namespaces at kernel speed")]
+#[command(
+    name = "nsagent",
+    version,
+    about = "Network namespaces at kernel speed"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -32,7 +36,11 @@ enum Cmd {
 #[derive(Parser, Debug, Clone)]
 struct RunArgs {
     /// Unix socket to serve the protocol on.
-    #[arg(long, env = "NSAGENT_SOCKET", default_value = "/run/nsagent/nsagent.sock")]
+    #[arg(
+        long,
+        env = "NSAGENT_SOCKET",
+        default_value = "/run/nsagent/nsagent.sock"
+    )]
     socket: PathBuf,
     /// Directory of named network namespaces (as `ip netns` uses).
     #[arg(long, env = "NSAGENT_NETNS_DIR", default_value = "/run/netns")]
@@ -78,11 +86,17 @@ fn main() {
 fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn valid_table_name(t: &str) -> bool {
-    !t.is_empty() && t.len() <= 64 && t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+    !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
 }
 
 /// The default route's interface, found with a route dump.
@@ -108,10 +122,12 @@ fn default_route_interface() -> anyhow::Result<Option<String>> {
     let Some(oif) = oif else { return Ok(None) };
     let links = rtnl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
     Ok(links.into_iter().find_map(|m| match m {
-        RouteNetlinkMessage::NewLink(l) if l.header.index == oif => l.attributes.iter().find_map(|a| match a {
-            LinkAttribute::IfName(n) => Some(n.clone()),
-            _ => None,
-        }),
+        RouteNetlinkMessage::NewLink(l) if l.header.index == oif => {
+            l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            })
+        }
         _ => None,
     }))
 }
@@ -131,9 +147,11 @@ fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> 
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             bail!("another agent is already listening on {}", path.display());
         }
-        std::fs::remove_file(path).with_context(|| format!("remove stale socket {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("remove stale socket {}", path.display()))?;
     }
-    let listener = std::os::unix::net::UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
+    let listener = std::os::unix::net::UnixListener::bind(path)
+        .with_context(|| format!("bind {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     listener.set_nonblocking(true)?;
     Ok(listener)
@@ -180,12 +198,19 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .name("executor".into())
         .spawn(move || {
             let start = || -> anyhow::Result<driver::KernelDriver> {
-                let dir = netns::NetnsDir::prepare(&netns_dir).context("prepare the netns directory")?;
-                let mut drv = driver::KernelDriver::new(dir, table.clone()).context("open kernel sockets")?;
+                let dir =
+                    netns::NetnsDir::prepare(&netns_dir).context("prepare the netns directory")?;
+                let mut drv =
+                    driver::KernelDriver::new(dir, table.clone()).context("open kernel sockets")?;
                 let spec = nft::TableSpec::new(&table, uplink.is_some());
-                let elems: Vec<nft::Elem> = uplink.iter().map(|u| nft::Elem::Uplink(u.clone())).collect();
+                let elems: Vec<nft::Elem> = uplink
+                    .iter()
+                    .map(|u| nft::Elem::Uplink(u.clone()))
+                    .collect();
                 let tx = nft::Transaction::replace_table(&spec, &elems)?;
-                drv.nft_socket().run_all_or_nothing(tx).context("write the nft table")?;
+                drv.nft_socket()
+                    .run_all_or_nothing(tx)
+                    .context("write the nft table")?;
                 Ok(drv)
             };
             match start() {
@@ -199,7 +224,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         })
         .context("spawn executor thread")?;
-    ready_rx.recv().context("executor thread died during start-up")??;
+    ready_rx
+        .recv()
+        .context("executor thread died during start-up")??;
     let listener = bind_socket(&args.socket)?;
     tracing::info!(
         socket = %args.socket.display(),
@@ -217,7 +244,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("tokio runtime")?;
     let front = server::Front {
         queue: tx,
-        limits: protocol::Limits { min_prefix: args.prefix_len },
+        limits: protocol::Limits {
+            min_prefix: args.prefix_len,
+        },
         queue_wait: Duration::from_secs(2),
         max_in_flight: 4096,
     };

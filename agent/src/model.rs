@@ -41,7 +41,8 @@ pub fn validate_ifname(name: &str) -> Result<(), ValidationError> {
         && b.len() < 16
         && name != "."
         && name != ".."
-        && b.iter().all(|c| c.is_ascii_graphic() && !matches!(c, b'/' | b':'));
+        && b.iter()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, b'/' | b':'));
     if ok {
         Ok(())
     } else {
@@ -57,7 +58,9 @@ pub fn agent_ifname(subnet: Subnet) -> String {
 pub fn is_agent_ifname(name: &str) -> bool {
     name.len() == 11
         && name.starts_with("nsv")
-        && name[3..].bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        && name[3..]
+            .bytes()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// An IPv4 network: address with all host bits zero, and a prefix length.
@@ -93,10 +96,6 @@ impl Subnet {
         self.start() | !self.mask()
     }
 
-    pub fn size(self) -> u64 {
-        1u64 << (32 - self.prefix)
-    }
-
     pub fn contains(self, other: Subnet) -> bool {
         other.start() >= self.start() && other.end() <= self.end()
     }
@@ -116,7 +115,9 @@ impl Subnet {
     /// per-namespace size) and 31, host bits zero, a unicast range.
     pub fn parse_for_namespace(s: &str, min_prefix: u8) -> Result<Subnet, ValidationError> {
         let err = |why| ValidationError::Subnet(s.to_string(), why);
-        let (addr, prefix) = s.split_once('/').ok_or_else(|| err("expected a.b.c.d/len"))?;
+        let (addr, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| err("expected a.b.c.d/len"))?;
         let addr: Ipv4Addr = addr.parse().map_err(|_| err("not an IPv4 address"))?;
         if prefix.is_empty() || prefix.len() > 2 || !prefix.bytes().all(|c| c.is_ascii_digit()) {
             return Err(err("bad prefix length"));
@@ -139,7 +140,9 @@ impl Subnet {
     /// Parses a pool: any prefix up to 30.
     pub fn parse_pool(s: &str) -> Result<Subnet, ValidationError> {
         let err = |why| ValidationError::Subnet(s.to_string(), why);
-        let (addr, prefix) = s.split_once('/').ok_or_else(|| err("expected a.b.c.d/len"))?;
+        let (addr, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| err("expected a.b.c.d/len"))?;
         let addr: Ipv4Addr = addr.parse().map_err(|_| err("not an IPv4 address"))?;
         let prefix: u8 = prefix.parse().map_err(|_| err("bad prefix length"))?;
         if prefix > 31 {
@@ -205,7 +208,10 @@ impl Namespace {
         Namespace {
             name: spec.name.clone(),
             netns_path: netns_dir.join(&spec.name).to_string_lossy().into_owned(),
-            host_ifname: spec.host_ifname.clone().unwrap_or_else(|| agent_ifname(subnet)),
+            host_ifname: spec
+                .host_ifname
+                .clone()
+                .unwrap_or_else(|| agent_ifname(subnet)),
             ns_ifname: spec.ns_ifname.clone(),
             subnet,
             gateway,
@@ -239,7 +245,18 @@ mod tests {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "..", ".", "a/b", "-a", "_a", ".a", "a b", "é", "a\0", &"x".repeat(65), "a\n",
+            "",
+            "..",
+            ".",
+            "a/b",
+            "-a",
+            "_a",
+            ".a",
+            "a b",
+            "é",
+            "a\0",
+            &"x".repeat(65),
+            "a\n",
             "а", // Cyrillic look-alike
         ] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
@@ -259,13 +276,29 @@ mod tests {
     #[test]
     fn subnets() {
         let s = Subnet::parse_for_namespace("198.18.7.0/30", 30).unwrap();
-        assert_eq!(s.gateway_and_address(), ("198.18.7.1".parse().unwrap(), "198.18.7.2".parse().unwrap()));
+        assert_eq!(
+            s.gateway_and_address(),
+            ("198.18.7.1".parse().unwrap(), "198.18.7.2".parse().unwrap())
+        );
         let s = Subnet::parse_for_namespace("198.18.7.0/31", 30).unwrap();
-        assert_eq!(s.gateway_and_address(), ("198.18.7.0".parse().unwrap(), "198.18.7.1".parse().unwrap()));
+        assert_eq!(
+            s.gateway_and_address(),
+            ("198.18.7.0".parse().unwrap(), "198.18.7.1".parse().unwrap())
+        );
         for bad in [
-            "198.18.7.1/30", "198.18.7.0/32", "198.18.7.0/24", "198.18.7.0", "x/30", "::1/64",
-            "198.18.7.0/33", "198.18.7.0/-1", "198.18.7.0/+30", "127.0.0.0/30", "224.0.0.0/30",
-            "0.0.0.0/30", "198.18.7.0/030",
+            "198.18.7.1/30",
+            "198.18.7.0/32",
+            "198.18.7.0/24",
+            "198.18.7.0",
+            "x/30",
+            "::1/64",
+            "198.18.7.0/33",
+            "198.18.7.0/-1",
+            "198.18.7.0/+30",
+            "127.0.0.0/30",
+            "224.0.0.0/30",
+            "0.0.0.0/30",
+            "198.18.7.0/030",
         ] {
             assert!(Subnet::parse_for_namespace(bad, 30).is_err(), "{bad}");
         }

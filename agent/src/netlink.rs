@@ -57,10 +57,16 @@ pub struct Request {
 
 impl Request {
     pub fn create(msg: RouteNetlinkMessage) -> Self {
-        Request { kind: Kind::Create, msg }
+        Request {
+            kind: Kind::Create,
+            msg,
+        }
     }
     pub fn change(msg: RouteNetlinkMessage) -> Self {
-        Request { kind: Kind::Change, msg }
+        Request {
+            kind: Kind::Change,
+            msg,
+        }
     }
 }
 
@@ -78,7 +84,8 @@ impl Rtnl {
     pub fn open() -> Result<Self, NetlinkError> {
         let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::io)?;
         sock.bind_auto().map_err(NetlinkError::io)?;
-        sock.connect(&SocketAddr::new(0, 0)).map_err(NetlinkError::io)?;
+        sock.connect(&SocketAddr::new(0, 0))
+            .map_err(NetlinkError::io)?;
         // Acks need not echo our requests back.
         sock.set_cap_ack(true).map_err(NetlinkError::io)?;
         // Room for the acks of a whole pipelined batch.
@@ -153,7 +160,9 @@ impl Rtnl {
             };
             let mut off = 0;
             while off < len {
-                let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..len]) else {
+                let Ok(msg) =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..len])
+                else {
                     break;
                 };
                 let mlen = msg.header.length as usize;
@@ -174,12 +183,18 @@ impl Rtnl {
                 off += (mlen + 3) & !3;
             }
         }
-        results.into_iter().map(|r| r.unwrap_or(Err(NetlinkError::Decode))).collect()
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(NetlinkError::Decode)))
+            .collect()
     }
 
     /// A dump (links, addresses, routes). Interrupted dumps (the set changed while it was being
     /// read, NLM_F_DUMP_INTR) are retried, never trusted.
-    pub fn dump(&mut self, req: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+    pub fn dump(
+        &mut self,
+        req: RouteNetlinkMessage,
+    ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
         for _ in 0..10 {
             let mut header = NetlinkHeader::default();
             header.flags = NLM_F_REQUEST | NLM_F_DUMP;
@@ -193,11 +208,15 @@ impl Rtnl {
             let mut items = vec![];
             let mut interrupted = false;
             'recv: loop {
-                let len = self.sock.recv(&mut &mut self.buf[..], 0).map_err(NetlinkError::io)?;
+                let len = self
+                    .sock
+                    .recv(&mut &mut self.buf[..], 0)
+                    .map_err(NetlinkError::io)?;
                 let mut off = 0;
                 while off < len {
-                    let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..len])
-                        .map_err(|_| NetlinkError::Decode)?;
+                    let msg =
+                        NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..len])
+                            .map_err(|_| NetlinkError::Decode)?;
                     let mlen = msg.header.length as usize;
                     if mlen == 0 {
                         return Err(NetlinkError::Decode);
@@ -248,8 +267,10 @@ const RTNLGRP_LINK: u32 = 1;
 impl LinkEvents {
     pub fn open() -> Result<Self, NetlinkError> {
         let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::io)?;
-        sock.bind(&SocketAddr::new(0, 0)).map_err(NetlinkError::io)?;
-        sock.add_membership(RTNLGRP_LINK).map_err(NetlinkError::io)?;
+        sock.bind(&SocketAddr::new(0, 0))
+            .map_err(NetlinkError::io)?;
+        sock.add_membership(RTNLGRP_LINK)
+            .map_err(NetlinkError::io)?;
         sock.set_rx_buf_sz(8 << 20).map_err(NetlinkError::io)?;
         sock.set_non_blocking(true).map_err(NetlinkError::io)?;
         Ok(LinkEvents {
@@ -274,7 +295,9 @@ impl LinkEvents {
             };
             let mut off = 0;
             while off < len {
-                let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..len]) else {
+                let Ok(msg) =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..len])
+                else {
                     break;
                 };
                 let mlen = msg.header.length as usize;

@@ -20,17 +20,6 @@ pub enum NetnsError {
     Socket(#[from] NetlinkError),
 }
 
-impl NetnsError {
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            NetnsError::Exists(_) => Some(libc::EEXIST),
-            NetnsError::Sys { err, .. } => Some(*err as i32),
-            NetnsError::Socket(NetlinkError::Errno { errno, .. }) => Some(*errno),
-            NetnsError::Socket(_) => None,
-        }
-    }
-}
-
 fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> NetnsError {
     let what = what.into();
     move |err| NetnsError::Sys { what, err }
@@ -41,7 +30,6 @@ const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
 /// A namespace just made: its file, an fd for placing links into it, and a netlink socket
 /// inside it for configuring them.
 pub struct NewNetns {
-    pub path: PathBuf,
     pub fd: OwnedFd,
     pub rtnl: Rtnl,
 }
@@ -63,13 +51,23 @@ impl NetnsDir {
         let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
         if mount(None::<&str>, dir, None::<&str>, shared, None::<&str>).is_err() {
             // Not a mount point yet: bind it onto itself, then share it.
-            mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(sys(format!("bind-mount {} onto itself", dir.display())))?;
+            mount(
+                Some(dir),
+                dir,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(sys(format!("bind-mount {} onto itself", dir.display())))?;
             mount(None::<&str>, dir, None::<&str>, shared, None::<&str>)
                 .map_err(sys(format!("make {} a shared mount", dir.display())))?;
         }
-        let host = open(THREAD_NETNS, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(sys("open host netns"))?;
+        let host = open(
+            THREAD_NETNS,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys("open host netns"))?;
         Ok(NetnsDir {
             dir: dir.to_path_buf(),
             host,
@@ -78,10 +76,6 @@ impl NetnsDir {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Makes the named namespace. On error nothing is left behind and the thread is back home.
@@ -105,7 +99,7 @@ impl NetnsDir {
             std::process::abort();
         }
         match made {
-            Ok((fd, rtnl)) => Ok(NewNetns { path, fd, rtnl }),
+            Ok((fd, rtnl)) => Ok(NewNetns { fd, rtnl }),
             Err(e) => {
                 self.remove_path(&path);
                 Err(e)
@@ -115,10 +109,20 @@ impl NetnsDir {
 
     fn enter_new_and_mount(&self, path: &Path) -> Result<(OwnedFd, Rtnl), NetnsError> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare(CLONE_NEWNET)"))?;
-        mount(Some(THREAD_NETNS), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(sys(format!("bind-mount netns onto {}", path.display())))?;
-        let fd = open(THREAD_NETNS, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(sys("open new netns"))?;
+        mount(
+            Some(THREAD_NETNS),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(sys(format!("bind-mount netns onto {}", path.display())))?;
+        let fd = open(
+            THREAD_NETNS,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys("open new netns"))?;
         let rtnl = Rtnl::open()?;
         Ok((fd, rtnl))
     }
@@ -140,10 +144,6 @@ impl NetnsDir {
                 tracing::warn!(path = %path.display(), error = %e, "unlink netns");
             }
         }
-    }
-
-    pub fn exists(&self, name: &str) -> bool {
-        self.path(name).exists()
     }
 }
 

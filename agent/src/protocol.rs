@@ -149,7 +149,10 @@ pub fn decode(line: &[u8], limits: Limits) -> (Value, Result<Op, ApiError>) {
 
 fn decode_op(map: Map<String, Value>, limits: Limits) -> Result<Op, ApiError> {
     if !matches!(map.get("op"), Some(Value::String(_))) {
-        return Err(ApiError::new(ErrorCode::BadRequest, "missing or non-string \"op\""));
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "missing or non-string \"op\"",
+        ));
     }
     let raw: Raw = serde_json::from_value(Value::Object(map))
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
@@ -223,11 +226,21 @@ pub fn encode(id: &Value, result: &Result<Value, ApiError>) -> Vec<u8> {
         error: &'a ApiError,
     }
     let out = match result {
-        Result::Ok(v) => serde_json::to_vec(&Ok { id, ok: true, result: v }),
-        Result::Err(e) => serde_json::to_vec(&Err { id, ok: false, error: e }),
+        Result::Ok(v) => serde_json::to_vec(&Ok {
+            id,
+            ok: true,
+            result: v,
+        }),
+        Result::Err(e) => serde_json::to_vec(&Err {
+            id,
+            ok: false,
+            error: e,
+        }),
     };
     // Serialising plain values cannot fail; answer something well-formed regardless.
-    out.unwrap_or_else(|_| br#"{"id":null,"ok":false,"error":{"code":"internal","message":"encode"}}"#.to_vec())
+    out.unwrap_or_else(|_| {
+        br#"{"id":null,"ok":false,"error":{"code":"internal","message":"encode"}}"#.to_vec()
+    })
 }
 
 #[cfg(test)]
@@ -245,7 +258,9 @@ mod tests {
     fn decodes_create_with_defaults() {
         let (id, op) = decode(br#"{"id":2,"op":"create","name":"netns-A"}"#, L);
         assert_eq!(id, json!(2));
-        let Op::Create(spec) = op.unwrap() else { panic!() };
+        let Op::Create(spec) = op.unwrap() else {
+            panic!()
+        };
         assert!(spec.nat);
         assert_eq!(spec.ns_ifname, "eth0");
         assert_eq!(spec.subnet, None);
@@ -267,24 +282,54 @@ mod tests {
         assert_eq!(code(r#"{"op":1}"#), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"id":[1],"op":"ping"}"#), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"op":"ping","x":1}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"op":"create","name":"a","bogus":1}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"op":"create","name":"a","bogus":1}"#),
+            ErrorCode::BadRequest
+        );
         assert_eq!(code(r#"{"op":"create","name":5}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"op":"create","name":"a","nat":"yes"}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"op":"create","name":"a","mtu":10}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"op":"create","name":"a","nat":"yes"}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"op":"create","name":"a","mtu":10}"#),
+            ErrorCode::BadRequest
+        );
         assert_eq!(code(r#"{"op":"create"}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"op":"create","name":"a/b"}"#), ErrorCode::InvalidName);
-        assert_eq!(code(r#"{"op":"create","name":".."}"#), ErrorCode::InvalidName);
+        assert_eq!(
+            code(r#"{"op":"create","name":"a/b"}"#),
+            ErrorCode::InvalidName
+        );
+        assert_eq!(
+            code(r#"{"op":"create","name":".."}"#),
+            ErrorCode::InvalidName
+        );
         assert_eq!(code(r#"{"op":"delete","name":""}"#), ErrorCode::InvalidName);
-        assert_eq!(code(r#"{"op":"create","name":"a","ns_ifname":"x/y"}"#), ErrorCode::InvalidName);
-        assert_eq!(code(r#"{"op":"create","name":"a","host_ifname":"nsv01020304"}"#), ErrorCode::InvalidName);
-        assert_eq!(code(r#"{"op":"create","name":"a","subnet":"198.18.0.1/30"}"#), ErrorCode::InvalidSubnet);
-        assert_eq!(code(r#"{"op":"create","name":"a","subnet":"198.18.0.0/32"}"#), ErrorCode::InvalidSubnet);
+        assert_eq!(
+            code(r#"{"op":"create","name":"a","ns_ifname":"x/y"}"#),
+            ErrorCode::InvalidName
+        );
+        assert_eq!(
+            code(r#"{"op":"create","name":"a","host_ifname":"nsv01020304"}"#),
+            ErrorCode::InvalidName
+        );
+        assert_eq!(
+            code(r#"{"op":"create","name":"a","subnet":"198.18.0.1/30"}"#),
+            ErrorCode::InvalidSubnet
+        );
+        assert_eq!(
+            code(r#"{"op":"create","name":"a","subnet":"198.18.0.0/32"}"#),
+            ErrorCode::InvalidSubnet
+        );
     }
 
     #[test]
     fn encodes_both_shapes() {
         let ok = encode(&json!(1), &Ok(json!({"version":"x"})));
-        assert_eq!(String::from_utf8(ok).unwrap(), r#"{"id":1,"ok":true,"result":{"version":"x"}}"#);
+        assert_eq!(
+            String::from_utf8(ok).unwrap(),
+            r#"{"id":1,"ok":true,"result":{"version":"x"}}"#
+        );
         let err = encode(&Value::Null, &Err(ApiError::new(ErrorCode::NotFound, "no")));
         assert_eq!(
             String::from_utf8(err).unwrap(),

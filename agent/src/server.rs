@@ -45,12 +45,19 @@ enum Line {
 
 /// Reads one line into `buf` (without the newline), refusing lines longer than MAX_LINE
 /// without buffering them.
-async fn read_line(rd: &mut BufReader<tokio::net::unix::OwnedReadHalf>, buf: &mut Vec<u8>) -> std::io::Result<Line> {
+async fn read_line(
+    rd: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Line> {
     buf.clear();
     loop {
         let chunk = rd.fill_buf().await?;
         if chunk.is_empty() {
-            return Ok(if buf.is_empty() { Line::Eof } else { Line::Some });
+            return Ok(if buf.is_empty() {
+                Line::Eof
+            } else {
+                Line::Some
+            });
         }
         let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
             Some(i) => (i + 1, true),
@@ -123,19 +130,40 @@ async fn connection(stream: UnixStream, front: Front) {
             }
             continue;
         }
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let op_name = op.name();
+        let arrived = Instant::now();
         let (reply_tx, reply_rx) = oneshot::channel();
         let out = out_tx.clone();
-        let queued = enqueue(&front, Command { op, reply: reply_tx }).await;
+        let queued = enqueue(
+            &front,
+            Command {
+                op,
+                reply: reply_tx,
+            },
+        )
+        .await;
         tokio::spawn(async move {
             let r: Reply = match queued {
                 Err(e) => Err(e),
-                Ok(()) => reply_rx
-                    .await
-                    .unwrap_or_else(|_| Err(ApiError::new(ErrorCode::Internal, "executor dropped the command"))),
+                Ok(()) => reply_rx.await.unwrap_or_else(|_| {
+                    Err(ApiError::new(
+                        ErrorCode::Internal,
+                        "executor dropped the command",
+                    ))
+                }),
             };
             let _ = out.send(line(&id, &r)).await;
             drop(permit);
+            tracing::debug!(
+                id = %id,
+                op = op_name,
+                outcome = r.as_ref().err().map_or("ok", |e| e.code.as_str()),
+                micros = arrived.elapsed().as_micros() as u64,
+                "command"
+            );
         });
     }
     drop(out_tx);
@@ -154,7 +182,10 @@ async fn enqueue(front: &Front, mut cmd: Command) -> Result<(), ApiError> {
             }
             Err(TrySendError::Full(c)) => {
                 if Instant::now() >= deadline {
-                    return Err(ApiError::new(ErrorCode::Busy, "command queue full; retry later"));
+                    return Err(ApiError::new(
+                        ErrorCode::Busy,
+                        "command queue full; retry later",
+                    ));
                 }
                 cmd = c;
                 tokio::time::sleep(pause).await;

@@ -122,13 +122,25 @@ impl TableSpec {
         };
         let mut rules = vec![
             // Isolation: namespace <-> namespace.
-            r(Forward, &[IifnameIn(NsIfaces), OifnameIn(NsIfaces)], Verdict::Drop),
+            r(
+                Forward,
+                &[IifnameIn(NsIfaces), OifnameIn(NsIfaces)],
+                Verdict::Drop,
+            ),
             // Into a namespace: only replies to what it started.
-            r(Forward, &[OifnameIn(NsIfaces), CtEstablishedRelated], Verdict::Accept),
+            r(
+                Forward,
+                &[OifnameIn(NsIfaces), CtEstablishedRelated],
+                Verdict::Accept,
+            ),
             r(Forward, &[OifnameIn(NsIfaces)], Verdict::Drop),
         ];
         if self.has_uplink {
-            rules.push(r(Forward, &[IifnameIn(NsIfaces), OifnameIn(Uplinks)], Verdict::Accept));
+            rules.push(r(
+                Forward,
+                &[IifnameIn(NsIfaces), OifnameIn(Uplinks)],
+                Verdict::Accept,
+            ));
             rules.push(r(Forward, &[IifnameIn(NsIfaces)], Verdict::Drop));
             rules.push(r(
                 Postrouting,
@@ -138,7 +150,11 @@ impl TableSpec {
         } else {
             // No uplink: anything that does not go to another namespace is "outside".
             rules.push(r(Postrouting, &[OifnameIn(NsIfaces)], Verdict::Return));
-            rules.push(r(Postrouting, &[Ipv4SaddrIn(NatSaddrs)], Verdict::Masquerade));
+            rules.push(r(
+                Postrouting,
+                &[Ipv4SaddrIn(NatSaddrs)],
+                Verdict::Masquerade,
+            ));
         }
         rules
     }
@@ -181,7 +197,9 @@ mod tests {
                 .filter(|r| r.verdict == Verdict::Masquerade)
                 .collect();
             assert_eq!(masq.len(), 1);
-            assert!(masq[0].matches.contains(&Match::Ipv4SaddrIn(SetName::NatSaddrs)));
+            assert!(masq[0]
+                .matches
+                .contains(&Match::Ipv4SaddrIn(SetName::NatSaddrs)));
             assert_eq!(masq[0].chain, ChainName::Postrouting);
         }
     }

@@ -453,9 +453,15 @@ impl NftSocket {
     /// Commits each group's changes if it can: one transaction for all groups; if the kernel
     /// rejects some, those groups are answered with their error and the rest is committed again
     /// (the failed batch was rolled back whole). Returns one result per group, in order.
-    pub fn apply_groups(&mut self, table: &str, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>> {
+    pub fn apply_groups(
+        &mut self,
+        table: &str,
+        groups: &[Vec<ElemOp>],
+    ) -> Vec<Result<(), GroupError>> {
         let mut results: Vec<Option<Result<(), GroupError>>> = vec![None; groups.len()];
-        let mut live: Vec<usize> = (0..groups.len()).filter(|g| !groups[*g].is_empty()).collect();
+        let mut live: Vec<usize> = (0..groups.len())
+            .filter(|g| !groups[*g].is_empty())
+            .collect();
         for g in 0..groups.len() {
             if groups[g].is_empty() {
                 results[g] = Some(Ok(()));
@@ -529,8 +535,10 @@ mod tests {
         out
     }
 
-    const NEWSETELEM: u16 = (libc::NFNL_SUBSYS_NFTABLES as u16) << 8 | libc::NFT_MSG_NEWSETELEM as u16;
-    const DELSETELEM: u16 = (libc::NFNL_SUBSYS_NFTABLES as u16) << 8 | libc::NFT_MSG_DELSETELEM as u16;
+    const NEWSETELEM: u16 =
+        (libc::NFNL_SUBSYS_NFTABLES as u16) << 8 | libc::NFT_MSG_NEWSETELEM as u16;
+    const DELSETELEM: u16 =
+        (libc::NFNL_SUBSYS_NFTABLES as u16) << 8 | libc::NFT_MSG_DELSETELEM as u16;
     const NEWRULE: u16 = (libc::NFNL_SUBSYS_NFTABLES as u16) << 8 | libc::NFT_MSG_NEWRULE as u16;
 
     #[test]
@@ -563,7 +571,12 @@ mod tests {
             .map(|i| Elem::NsIface(format!("nsv{i:08x}")))
             .collect();
         let many = Transaction::replace_table(&spec, &many_elems).unwrap();
-        let rules = |t: Transaction| messages(&t.finish()).iter().filter(|m| m.0 == NEWRULE).count();
+        let rules = |t: Transaction| {
+            messages(&t.finish())
+                .iter()
+                .filter(|m| m.0 == NEWRULE)
+                .count()
+        };
         assert_eq!(rules(few), 6);
         assert_eq!(rules(many), 6);
     }
@@ -573,7 +586,11 @@ mod tests {
         let ops: Vec<Vec<ElemOp>> = (0..5000)
             .map(|i| vec![ElemOp::Add(Elem::NsIface(format!("nsv{i:08x}")))])
             .collect();
-        let groups: Vec<(usize, &[ElemOp])> = ops.iter().enumerate().map(|(i, o)| (i, o.as_slice())).collect();
+        let groups: Vec<(usize, &[ElemOp])> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (i, o.as_slice()))
+            .collect();
         let fin = Transaction::elements("nsagent", &groups).unwrap().finish();
         assert_eq!(messages(&fin).len(), 5002);
     }
