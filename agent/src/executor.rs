@@ -478,3 +478,262 @@ pub fn elems(ns: &Namespace) -> Vec<Elem> {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::CreateFailure;
+    use nft::GroupError;
+
+    /// A kernel stand-in: remembers what exists, fails what it is told to.
+    #[derive(Default)]
+    struct Fake {
+        netns: HashSet<String>,
+        links: HashSet<u32>,
+        elems: HashSet<Elem>,
+        fail_netlink: HashSet<String>,
+        fail_nft: HashSet<String>,
+        gone: Vec<u32>,
+        /// Keep links alive after removal until released by the test.
+        hold_links: bool,
+    }
+
+    impl Driver for Fake {
+        fn create(&mut self, items: &[Namespace]) -> Vec<Result<(), CreateFailure>> {
+            items
+                .iter()
+                .map(|ns| {
+                    if self.fail_netlink.contains(&ns.name) {
+                        return Err(CreateFailure {
+                            error: ApiError::new(ErrorCode::Kernel, "add address: injected"),
+                            link_created: false,
+                        });
+                    }
+                    self.netns.insert(ns.name.clone());
+                    self.links.insert(ns.host_ifindex);
+                    Ok(())
+                })
+                .collect()
+        }
+        fn remove(&mut self, ns: &Namespace) {
+            self.netns.remove(&ns.name);
+            if !self.hold_links {
+                self.links.remove(&ns.host_ifindex);
+            }
+            self.gone.push(ns.host_ifindex);
+        }
+        fn nft(&mut self, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>> {
+            groups
+                .iter()
+                .map(|g| {
+                    let guilty = g.iter().any(|op| match op {
+                        ElemOp::Add(Elem::NsIface(n)) => self.fail_nft.contains(n),
+                        _ => false,
+                    });
+                    if guilty {
+                        return Err(GroupError::Rejected {
+                            errno: 17,
+                            errno_text: "File exists".into(),
+                        });
+                    }
+                    for op in g {
+                        match op {
+                            ElemOp::Add(e) => {
+                                assert!(self.elems.insert(e.clone()), "double add {e:?}")
+                            }
+                            ElemOp::Del(e) => assert!(self.elems.remove(e), "missing {e:?}"),
+                        }
+                    }
+                    Ok(())
+                })
+                .collect()
+        }
+        fn gone_links(&mut self) -> Gone {
+            if self.hold_links {
+                return Gone::Links(vec![]);
+            }
+            Gone::Links(std::mem::take(&mut self.gone))
+        }
+        fn link_exists(&mut self, ifindex: u32) -> bool {
+            self.links.contains(&ifindex)
+        }
+    }
+
+    fn executor(pool: &str) -> Executor<Fake> {
+        let base = Subnet::parse_pool(pool).unwrap();
+        let info = Info {
+            version: "test",
+            table: "t".into(),
+            uplink: None,
+            netns_dir: "/run/netns".into(),
+            pool: base,
+            started: Instant::now(),
+        };
+        let limits = Limits {
+            max_batch: 64,
+            max_pending: 100,
+        };
+        Executor::new(Fake::default(), info, limits, Pool::new(base, 30).unwrap())
+    }
+
+    fn spec(name: &str) -> NamespaceSpec {
+        NamespaceSpec {
+            name: name.into(),
+            subnet: None,
+            nat: true,
+            ns_ifname: "eth0".into(),
+            host_ifname: None,
+            mtu: None,
+        }
+    }
+
+    type Rx = oneshot::Receiver<Reply>;
+
+    fn cmd(op: Op) -> (Command, Rx) {
+        let (tx, rx) = oneshot::channel();
+        (Command { op, reply: tx }, rx)
+    }
+
+    fn run(ex: &mut Executor<Fake>, ops: Vec<Op>) -> Vec<Rx> {
+        let mut batch = VecDeque::new();
+        let mut rxs = vec![];
+        for op in ops {
+            let (c, rx) = cmd(op);
+            batch.push_back(c);
+            rxs.push(rx);
+        }
+        ex.process(&mut batch);
+        rxs
+    }
+
+    fn code(rx: &mut Rx) -> &'static str {
+        match rx.try_recv() {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(e)) => e.code.as_str(),
+            Err(_) => "unanswered",
+        }
+    }
+
+    #[test]
+    fn one_failing_create_does_not_fail_its_neighbours() {
+        let mut ex = executor("100.64.0.0/24");
+        ex.driver.fail_netlink.insert("bad".into());
+        let mut rx = run(
+            &mut ex,
+            vec![
+                Op::Create(spec("a")),
+                Op::Create(spec("bad")),
+                Op::Create(spec("c")),
+            ],
+        );
+        assert_eq!(
+            [code(&mut rx[0]), code(&mut rx[1]), code(&mut rx[2])],
+            ["ok", "kernel", "ok"]
+        );
+        assert_eq!(ex.live.len(), 2);
+        // The failed one's subnet went back to the pool; its elements were never added.
+        assert_eq!(ex.pool.free(), 64 - 2);
+        assert_eq!(ex.driver.elems.len(), 4);
+        assert!(!ex.driver.netns.contains("bad"));
+    }
+
+    #[test]
+    fn an_nft_rejection_rolls_back_only_the_guilty_create() {
+        let mut ex = executor("100.64.0.0/24");
+        // The second allocation gets 100.64.0.4/30 -> nsv64400004.
+        ex.driver.fail_nft.insert("nsv64400004".into());
+        let mut rx = run(
+            &mut ex,
+            vec![
+                Op::Create(spec("a")),
+                Op::Create(spec("b")),
+                Op::Create(spec("c")),
+            ],
+        );
+        assert_eq!(
+            [code(&mut rx[0]), code(&mut rx[1]), code(&mut rx[2])],
+            ["ok", "kernel", "ok"]
+        );
+        assert!(!ex.driver.netns.contains("b"), "rolled back");
+        assert!(ex.get_live("b").is_none());
+        // Its subnet stays reserved until the kernel has removed the link, then is free again.
+        let mut batch = VecDeque::new();
+        ex.reap(&mut batch);
+        assert_eq!(ex.pool.free(), 64 - 2);
+    }
+
+    #[test]
+    fn same_name_twice_in_one_batch_is_sequential() {
+        let mut ex = executor("100.64.0.0/24");
+        let mut rx = run(&mut ex, vec![Op::Create(spec("a")), Op::Create(spec("a"))]);
+        assert_eq!([code(&mut rx[0]), code(&mut rx[1])], ["ok", "exists"]);
+        let mut rx = run(
+            &mut ex,
+            vec![
+                Op::Delete { name: "a".into() },
+                Op::Delete { name: "a".into() },
+                Op::Get { name: "a".into() },
+            ],
+        );
+        assert_eq!(
+            [code(&mut rx[0]), code(&mut rx[1]), code(&mut rx[2])],
+            ["ok", "not_found", "not_found"]
+        );
+    }
+
+    #[test]
+    fn create_after_delete_waits_for_the_kernel() {
+        let mut ex = executor("100.64.0.0/24");
+        let mut rx = run(&mut ex, vec![Op::Create(spec("a"))]);
+        assert_eq!(code(&mut rx[0]), "ok");
+        ex.driver.hold_links = true;
+        let mut rx = run(
+            &mut ex,
+            vec![Op::Delete { name: "a".into() }, Op::Create(spec("a"))],
+        );
+        assert_eq!(code(&mut rx[0]), "ok");
+        assert_eq!(
+            code(&mut rx[1]),
+            "unanswered",
+            "waits while the old link exists"
+        );
+        // The old subnet is still reserved: a new create gets another one.
+        let mut batch = VecDeque::new();
+        ex.driver.hold_links = false;
+        ex.reap(&mut batch);
+        assert_eq!(batch.len(), 1, "released to run next");
+        ex.process(&mut batch);
+        assert_eq!(code(&mut rx[1]), "ok");
+        assert!(ex.driver.netns.contains("a"));
+    }
+
+    #[test]
+    fn explicit_subnets_and_exhaustion() {
+        let mut ex = executor("100.64.0.0/29"); // two /30s
+        let mut s = spec("x");
+        s.subnet = Some(Subnet::parse_for_namespace("100.64.0.4/30", 30).unwrap());
+        let mut s2 = spec("y");
+        s2.subnet = Some(Subnet::parse_for_namespace("100.64.0.6/31", 30).unwrap());
+        let mut rx = run(
+            &mut ex,
+            vec![
+                Op::Create(s),
+                Op::Create(s2),
+                Op::Create(spec("a")),
+                Op::Create(spec("b")),
+            ],
+        );
+        let codes: Vec<_> = rx.iter_mut().map(code).collect();
+        assert_eq!(codes, ["ok", "subnet_in_use", "ok", "pool_exhausted"]);
+        assert_eq!(
+            ex.get_live("a").map(|n| n.subnet.to_string()),
+            Some("100.64.0.0/30".into())
+        );
+    }
+
+    impl Executor<Fake> {
+        fn get_live(&self, name: &str) -> Option<&Namespace> {
+            self.live.get(name)
+        }
+    }
+}
