@@ -55,6 +55,9 @@ pub struct KernelDriver {
     events: LinkEvents,
     nft: NftSocket,
     table: String,
+    /// Leave IPv6 address generation on (kernel default). Only the benchmark's naive floor
+    /// sets this, to measure what the cheaper configuration saves.
+    pub keep_ipv6_autoconf: bool,
 }
 
 fn kernel_error(step: &str, e: &NetlinkError) -> ApiError {
@@ -96,6 +99,7 @@ impl KernelDriver {
             events,
             nft: NftSocket::open()?,
             table,
+            keep_ipv6_autoconf: false,
         })
     }
 
@@ -119,20 +123,19 @@ impl KernelDriver {
             .build()
     }
 
-    fn host_requests(ns: &Namespace, made: &NewNetns) -> Vec<(Request, &'static str)> {
+    fn host_requests(ns: &Namespace, made: &NewNetns, ipv6: bool) -> Vec<(Request, &'static str)> {
         let idx = ns.host_ifindex;
+        let mut host_conf = link_set(idx).alias(ns.alias());
+        if !ipv6 {
+            host_conf = host_conf.append_extra_attribute(no_ipv6_autoconf());
+        }
         vec![
             (
                 Request::create(RouteNetlinkMessage::NewLink(Self::veth(ns, made))),
                 "create veth pair",
             ),
             (
-                Request::change(RouteNetlinkMessage::SetLink(
-                    link_set(idx)
-                        .alias(ns.alias())
-                        .append_extra_attribute(no_ipv6_autoconf())
-                        .build(),
-                )),
+                Request::change(RouteNetlinkMessage::SetLink(host_conf.build())),
                 "configure host veth",
             ),
             (
@@ -151,14 +154,14 @@ impl KernelDriver {
         ]
     }
 
-    fn ns_requests(ns: &Namespace) -> Vec<(Request, &'static str)> {
+    fn ns_requests(ns: &Namespace, ipv6: bool) -> Vec<(Request, &'static str)> {
+        let mut peer_conf = link_set(PEER_IFINDEX);
+        if !ipv6 {
+            peer_conf = peer_conf.append_extra_attribute(no_ipv6_autoconf());
+        }
         vec![
             (
-                Request::change(RouteNetlinkMessage::SetLink(
-                    link_set(PEER_IFINDEX)
-                        .append_extra_attribute(no_ipv6_autoconf())
-                        .build(),
-                )),
+                Request::change(RouteNetlinkMessage::SetLink(peer_conf.build())),
                 "configure namespace veth",
             ),
             (
@@ -233,7 +236,7 @@ impl Driver for KernelDriver {
             let mut owner = vec![];
             for (i, ns) in items.iter().enumerate() {
                 if let (Some(m), Ok(())) = (&made[i], &results[i]) {
-                    let mut all = Self::host_requests(ns, m);
+                    let mut all = Self::host_requests(ns, m, self.keep_ipv6_autoconf);
                     let rest = all.split_off(1);
                     for r in if round == 0 { all } else { rest } {
                         owner.push(i);
@@ -261,7 +264,9 @@ impl Driver for KernelDriver {
                 continue;
             }
             if let Some(m) = made[i].as_mut() {
-                if let Err((_, error)) = Self::run(&mut m.rtnl, Self::ns_requests(ns)) {
+                if let Err((_, error)) =
+                    Self::run(&mut m.rtnl, Self::ns_requests(ns, self.keep_ipv6_autoconf))
+                {
                     results[i] = Err(CreateFailure {
                         error,
                         link_created: true,

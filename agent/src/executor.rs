@@ -63,7 +63,11 @@ pub struct Executor<D: Driver> {
     dying_names: HashSet<String>,
     /// Commands waiting for a name's old namespace to be gone, in arrival order.
     deferred: HashMap<String, VecDeque<(Command, Instant)>>,
+    /// Batch sizes seen, in power-of-two buckets (1, 2-3, 4-7, ... 512+).
+    batch_sizes: [u64; BATCH_BUCKETS],
 }
+
+const BATCH_BUCKETS: usize = 10;
 
 enum Planned {
     Create(Namespace, oneshot::Sender<Reply>),
@@ -83,6 +87,7 @@ impl<D: Driver> Executor<D> {
             dying: HashMap::new(),
             dying_names: HashSet::new(),
             deferred: HashMap::new(),
+            batch_sizes: [0; BATCH_BUCKETS],
         }
     }
 
@@ -112,6 +117,8 @@ impl<D: Driver> Executor<D> {
                 }
             }
             self.wait_for_kernel_cleanup(&mut batch);
+            let bucket = (usize::BITS - 1 - batch.len().max(1).leading_zeros()) as usize;
+            self.batch_sizes[bucket.min(BATCH_BUCKETS - 1)] += 1;
             self.process(&mut batch);
         }
         tracing::info!("command queue closed; executor stops");
@@ -458,7 +465,25 @@ impl<D: Driver> Executor<D> {
             "table": self.info.table,
             "netns_dir": self.info.netns_dir.to_string_lossy(),
             "uptime_seconds": self.info.started.elapsed().as_secs(),
+            "batch_sizes": self.batch_sizes_json(),
         })
+    }
+
+    /// `{"1": n, "2-3": n, "4-7": n, …}`: how many executor batches had that many commands.
+    fn batch_sizes_json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        for (i, n) in self.batch_sizes.iter().enumerate() {
+            let lo = 1usize << i;
+            let key = if i == BATCH_BUCKETS - 1 {
+                format!("{lo}+")
+            } else if lo == 1 {
+                "1".to_string()
+            } else {
+                format!("{lo}-{}", 2 * lo - 1)
+            };
+            m.insert(key, json!(n));
+        }
+        Value::Object(m)
     }
 }
 

@@ -1,15 +1,6 @@
-//! nsagent: network namespaces at kernel speed.
-//!
-//! protocol (socket tasks) → queue (crossbeam, bounded) → executor (one thread) → netlink / nft.
+//! The `nsagent` binary: configuration and start-up; the agent itself lives in the library.
 
-mod driver;
-mod executor;
-mod model;
-mod netlink;
-mod netns;
-mod pool;
-mod protocol;
-mod server;
+use nsagent::{driver, executor, model, netlink, netns, pool, protocol, server};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};

@@ -1,0 +1,284 @@
+//! Churn benchmark. `churn` (the orchestrator) runs every method in its own fresh sandbox
+//! (`unshare --mount --net`, tmpfs on /run, an uplink veth to an "upstream" namespace), one after
+//! the other, and prints one table with the ratios, plus a JSON file for tracking:
+//!
+//! - nsagent: N creates through the socket by C pipelining clients, then N deletes (until the
+//!   kernel has removed the links); an open-loop run at a fixed rate; lone creates on an idle agent;
+//! - baselines: the shell recipe (one `ip`/`nft`/`sysctl` process per step) and the `ip -batch`
+//!   path (peer born in the netns, one `nft -f`);
+//! - flatness: create rate per bucket while up to F namespaces stay alive, nsagent vs. the naive
+//!   floor (one namespace at a time, raw netlink, kernel defaults) in the same buckets.
+//!
+//! Every namespace of every method passes the same check: a TCP connection from inside it to a
+//! listener upstream, which must see the uplink's address (masquerade).
+
+mod check;
+mod methods;
+mod sandbox;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "nsagent churn benchmark (run as root)")]
+pub struct Opts {
+    /// Namespaces per method.
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// Concurrent pipelining clients.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Requests in flight per client.
+    #[arg(long, default_value_t = 64)]
+    pub window: usize,
+    /// Open-loop offered load (creates/s) and how many creates it sends.
+    #[arg(long, default_value_t = 300)]
+    pub rate: u32,
+    #[arg(long, default_value_t = 600)]
+    pub rate_n: usize,
+    /// Lone creates on an idle agent.
+    #[arg(long, default_value_t = 20)]
+    pub lone: usize,
+    /// Namespaces kept alive in the flatness run (0: skip it) and its bucket size.
+    #[arg(long, default_value_t = 5000)]
+    pub flat: usize,
+    #[arg(long, default_value_t = 500)]
+    pub bucket: usize,
+    /// Comma-separated methods to run.
+    #[arg(long, default_value = "nsagent,ipbatch,shell,flat")]
+    pub methods: String,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "target/bench/churn.json")]
+    pub json: String,
+    /// The agent binary (default: next to this one).
+    #[arg(long)]
+    pub agent_bin: Option<String>,
+    /// Seconds to let the kernel settle between methods.
+    #[arg(long, default_value_t = 5)]
+    pub settle: u64,
+    /// Internal: run one method inside a sandbox.
+    #[arg(long, hide = true)]
+    pub phase: Option<String>,
+}
+
+fn main() {
+    let opts = Opts::parse();
+    let r = match opts.phase.clone() {
+        Some(p) => run_phase(&p, &opts),
+        None => orchestrate(opts),
+    };
+    if let Err(e) = r {
+        eprintln!("churn: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run_phase(phase: &str, opts: &Opts) -> anyhow::Result<()> {
+    sandbox::setup()?;
+    let result = match phase {
+        "nsagent" => methods::nsagent(opts)?,
+        "ipbatch" => methods::ipbatch(opts)?,
+        "shell" => methods::shell(opts)?,
+        "flat-nsagent" => methods::flat_nsagent(opts)?,
+        "flat-floor" => methods::flat_floor(opts)?,
+        other => bail!("unknown phase {other}"),
+    };
+    println!("RESULT {}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+fn spawn_phase(phase: &str, opts: &Opts) -> anyhow::Result<Value> {
+    let me = std::env::current_exe()?;
+    let agent = opts
+        .agent_bin
+        .clone()
+        .unwrap_or_else(|| me.with_file_name("nsagent").to_string_lossy().into_owned());
+    eprintln!("== {phase}");
+    let out = Command::new("unshare")
+        .args(["--mount", "--net", "--propagation", "private", "--"])
+        .arg(&me)
+        .args(["--phase", phase, "--agent-bin", &agent])
+        .args([
+            "--n",
+            &opts.n.to_string(),
+            "--clients",
+            &opts.clients.to_string(),
+        ])
+        .args([
+            "--window",
+            &opts.window.to_string(),
+            "--rate",
+            &opts.rate.to_string(),
+        ])
+        .args([
+            "--rate-n",
+            &opts.rate_n.to_string(),
+            "--lone",
+            &opts.lone.to_string(),
+        ])
+        .args([
+            "--flat",
+            &opts.flat.to_string(),
+            "--bucket",
+            &opts.bucket.to_string(),
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("spawn phase")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("phase {phase} failed: {stdout}");
+    }
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .context("phase printed no result")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn orchestrate(opts: Opts) -> anyhow::Result<()> {
+    let methods: Vec<&str> = opts.methods.split(',').map(str::trim).collect();
+    let mut results = serde_json::Map::new();
+    let mut first = true;
+    let mut run = |name: &str,
+                   phase: &str,
+                   results: &mut serde_json::Map<String, Value>|
+     -> anyhow::Result<()> {
+        if !first {
+            std::thread::sleep(std::time::Duration::from_secs(opts.settle));
+        }
+        first = false;
+        results.insert(name.to_string(), spawn_phase(phase, &opts)?);
+        Ok(())
+    };
+    for m in &methods {
+        match *m {
+            "nsagent" => run("nsagent", "nsagent", &mut results)?,
+            "ipbatch" => run("ipbatch", "ipbatch", &mut results)?,
+            "shell" => run("shell", "shell", &mut results)?,
+            "flat" if opts.flat > 0 => {
+                run("flat_floor", "flat-floor", &mut results)?;
+                run("flat_nsagent", "flat-nsagent", &mut results)?;
+            }
+            "flat" => {}
+            other => bail!("unknown method {other}"),
+        }
+    }
+    let report = json!({
+        "params": {"n": opts.n, "clients": opts.clients, "window": opts.window, "rate": opts.rate,
+                   "flat": opts.flat, "bucket": opts.bucket},
+        "results": results,
+    });
+    print_table(&report);
+    if let Some(dir) = std::path::Path::new(&opts.json).parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&opts.json, serde_json::to_vec_pretty(&report)?)?;
+    println!("\nJSON: {}", opts.json);
+    Ok(())
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+fn print_table(report: &Value) {
+    let r = &report["results"];
+    println!(
+        "\n{:<10} {:>6} {:>10} {:>12} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7}",
+        "method",
+        "N",
+        "creates/s",
+        "deletes/s*",
+        "µs/create",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "user s",
+        "sys s",
+        "RSS MiB",
+        "check"
+    );
+    for m in ["nsagent", "ipbatch", "shell"] {
+        let x = &r[m];
+        if x.is_null() {
+            continue;
+        }
+        println!(
+            "{:<10} {:>6} {:>10.0} {:>12.0} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>8.2} {:>8.2} {:>8.1} {:>7}",
+            m,
+            x["n"],
+            f(&x["creates_per_s"]),
+            f(&x["deletes_per_s"]),
+            1e6 / f(&x["creates_per_s"]),
+            f(&x["latency_ms"]["p50"]),
+            f(&x["latency_ms"]["p99"]),
+            f(&x["latency_ms"]["max"]),
+            f(&x["cpu"]["user_s"]),
+            f(&x["cpu"]["sys_s"]),
+            f(&x["peak_rss_mib"]),
+            x["check"].as_str().unwrap_or("-"),
+        );
+    }
+    println!("* deletes/s: until the kernel has removed every link of the method.");
+    let a = &r["nsagent"];
+    for b in ["ipbatch", "shell"] {
+        if !a.is_null() && !r[b].is_null() {
+            println!(
+                "ratio nsagent/{b}: setup {:.1}x, teardown {:.1}x",
+                f(&a["creates_per_s"]) / f(&r[b]["creates_per_s"]),
+                f(&a["deletes_per_s"]) / f(&r[b]["deletes_per_s"])
+            );
+        }
+    }
+    if !a.is_null() {
+        println!(
+            "nsagent acked deletes/s: {:.0}; open loop @{}/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; lone create: p50 {:.2} ms, p99 {:.2} ms",
+            f(&a["deletes_acked_per_s"]),
+            a["open_loop"]["rate"],
+            f(&a["open_loop"]["latency_ms"]["p50"]),
+            f(&a["open_loop"]["latency_ms"]["p99"]),
+            f(&a["open_loop"]["latency_ms"]["max"]),
+            f(&a["lone"]["latency_ms"]["p50"]),
+            f(&a["lone"]["latency_ms"]["p99"]),
+        );
+        println!(
+            "nsagent CPU during creates: user {:.2} s, sys {:.2} s (user/sys = {:.1}%); batch sizes: {}",
+            f(&a["cpu"]["user_s"]),
+            f(&a["cpu"]["sys_s"]),
+            100.0 * f(&a["cpu"]["user_s"]) / f(&a["cpu"]["sys_s"]),
+            a["batch_sizes"]
+        );
+    }
+    let (fa, ff) = (&r["flat_nsagent"], &r["flat_floor"]);
+    if !fa.is_null() && !ff.is_null() {
+        println!("\nflatness (namespaces alive → create rate, ns/s)");
+        println!(
+            "{:>12} {:>10} {:>12} {:>8}",
+            "bucket", "nsagent", "naive floor", "ratio"
+        );
+        let (ba, bf) = (fa["buckets"].as_array(), ff["buckets"].as_array());
+        if let (Some(ba), Some(bf)) = (ba, bf) {
+            for (i, (x, y)) in ba.iter().zip(bf).enumerate() {
+                let size = report["params"]["bucket"].as_u64().unwrap_or(500) as usize;
+                println!(
+                    "{:>5}-{:<6} {:>10.0} {:>12.0} {:>8.2}",
+                    i * size,
+                    (i + 1) * size,
+                    f(x),
+                    f(y),
+                    f(x) / f(y)
+                );
+            }
+        }
+        println!(
+            "overall: nsagent {:.0} ns/s, floor {:.0} ns/s; nsagent peak RSS {:.1} MiB with {} alive",
+            f(&fa["creates_per_s"]),
+            f(&ff["creates_per_s"]),
+            f(&fa["peak_rss_mib"]),
+            fa["n"]
+        );
+    }
+}

@@ -1,0 +1,500 @@
+//! The methods being compared. Each runs inside its own sandbox (see `sandbox`).
+
+use crate::check;
+use crate::sandbox::{self, cpu, peak_rss_mib, percentiles, run, run_stdin, self_cpu, wait_links};
+use crate::Opts;
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SOCKET: &str = "/run/nsagent/nsagent.sock";
+const POOL_BASE: u32 = 0x6440_0000; // 100.64.0.0
+const FREE_LIMIT: Duration = Duration::from_secs(600);
+
+/// The i-th /30: (subnet, gateway, address).
+fn addrs(i: usize) -> (String, Ipv4Addr, Ipv4Addr) {
+    let net = POOL_BASE + 4 * i as u32;
+    (
+        format!("{}/30", Ipv4Addr::from(net)),
+        Ipv4Addr::from(net + 1),
+        Ipv4Addr::from(net + 2),
+    )
+}
+
+struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    fn start(opts: &Opts) -> anyhow::Result<Agent> {
+        let bin = opts.agent_bin.clone().context("--agent-bin")?;
+        let child = Command::new(&bin)
+            .args([
+                "run",
+                "--socket",
+                SOCKET,
+                "--pool",
+                "100.64.0.0/16",
+                "--log-level",
+                "warn",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("start {bin}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(SOCKET).is_err() {
+            if Instant::now() > deadline {
+                bail!("agent did not start");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(Agent { child })
+    }
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn call(req: Value) -> anyhow::Result<Value> {
+    let mut s = UnixStream::connect(SOCKET)?;
+    let mut line = serde_json::to_vec(&req)?;
+    line.push(b'\n');
+    s.write_all(&line)?;
+    let mut r = BufReader::new(s);
+    let mut out = String::new();
+    r.read_line(&mut out)?;
+    Ok(serde_json::from_str(&out)?)
+}
+
+/// Outcome of pushing requests through the socket.
+struct Drive {
+    latencies_ms: Vec<f64>,
+    /// Completion time of every successful request, since the start.
+    done: Vec<Duration>,
+    errors: Vec<Value>,
+    elapsed: Duration,
+}
+
+/// Closed loop: each client keeps up to `window` requests in flight on its own connection.
+fn drive(per_client: Vec<Vec<Value>>, window: usize) -> anyhow::Result<Drive> {
+    let start = Instant::now();
+    let handles: Vec<_> = per_client
+        .into_iter()
+        .map(|reqs| {
+            std::thread::spawn(
+                move || -> anyhow::Result<(Vec<f64>, Vec<Duration>, Vec<Value>)> {
+                    let mut s = UnixStream::connect(SOCKET)?;
+                    let mut rd = BufReader::new(s.try_clone()?);
+                    let mut sent: HashMap<u64, Instant> = HashMap::new();
+                    let (mut lat, mut done, mut errs) = (vec![], vec![], vec![]);
+                    let mut next = 0;
+                    let mut line = String::new();
+                    while next < reqs.len() || !sent.is_empty() {
+                        let mut buf = Vec::new();
+                        while next < reqs.len() && sent.len() < window {
+                            let mut r = reqs[next].clone();
+                            r["id"] = json!(next);
+                            serde_json::to_writer(&mut buf, &r)?;
+                            buf.push(b'\n');
+                            sent.insert(next as u64, Instant::now());
+                            next += 1;
+                        }
+                        if !buf.is_empty() {
+                            s.write_all(&buf)?;
+                        }
+                        line.clear();
+                        if rd.read_line(&mut line)? == 0 {
+                            bail!("agent closed the connection");
+                        }
+                        let v: Value = serde_json::from_str(&line)?;
+                        let id = v["id"].as_u64().context("id")?;
+                        let t0 = sent.remove(&id).context("unknown id")?;
+                        lat.push(t0.elapsed().as_secs_f64() * 1e3);
+                        if v["ok"] == true {
+                            done.push(start.elapsed());
+                        } else {
+                            errs.push(v);
+                        }
+                    }
+                    Ok((lat, done, errs))
+                },
+            )
+        })
+        .collect();
+    let mut out = Drive {
+        latencies_ms: vec![],
+        done: vec![],
+        errors: vec![],
+        elapsed: Duration::ZERO,
+    };
+    for h in handles {
+        let (l, d, e) = h.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
+        out.latencies_ms.extend(l);
+        out.done.extend(d);
+        out.errors.extend(e);
+    }
+    out.elapsed = start.elapsed();
+    out.done.sort();
+    Ok(out)
+}
+
+fn split(names: &[String], clients: usize, op: &str) -> Vec<Vec<Value>> {
+    let mut per = vec![vec![]; clients.max(1)];
+    for (i, n) in names.iter().enumerate() {
+        per[i % clients.max(1)].push(json!({"op": op, "name": n}));
+    }
+    per
+}
+
+fn ensure_ok(d: &Drive, what: &str) -> anyhow::Result<()> {
+    if let Some(e) = d.errors.first() {
+        bail!("{} {what} failed, first: {e}", d.errors.len());
+    }
+    Ok(())
+}
+
+/// Open loop: requests leave on a fixed schedule whatever the answers; latency is measured from
+/// the scheduled time (no coordinated omission).
+fn open_loop(names: &[String], rate: u32) -> anyhow::Result<Vec<f64>> {
+    let s = UnixStream::connect(SOCKET)?;
+    let rd = BufReader::new(s.try_clone()?);
+    let n = names.len();
+    let start = Instant::now() + Duration::from_millis(20);
+    let at = move |i: usize| start + Duration::from_secs_f64(i as f64 / rate as f64);
+    let reader = std::thread::spawn(move || -> anyhow::Result<Vec<f64>> {
+        let mut rd = rd;
+        let mut lat = vec![];
+        let mut line = String::new();
+        for _ in 0..n {
+            line.clear();
+            rd.read_line(&mut line)?;
+            let now = Instant::now();
+            let v: Value = serde_json::from_str(&line)?;
+            if v["ok"] != true {
+                bail!("open-loop create failed: {v}");
+            }
+            let i = v["id"].as_u64().context("id")? as usize;
+            lat.push(now.duration_since(at(i)).as_secs_f64() * 1e3);
+        }
+        Ok(lat)
+    });
+    let mut s = s;
+    for (i, name) in names.iter().enumerate() {
+        let t = at(i);
+        let now = Instant::now();
+        if t > now {
+            std::thread::sleep(t - now);
+        }
+        let mut line = serde_json::to_vec(&json!({"id": i, "op": "create", "name": name}))?;
+        line.push(b'\n');
+        s.write_all(&line)?;
+    }
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))?
+}
+
+fn link_count() -> anyhow::Result<usize> {
+    sandbox::link_count(&mut nsagent::netlink::Rtnl::open()?)
+}
+
+pub fn nsagent(opts: &Opts) -> anyhow::Result<Value> {
+    check::start_listener()?;
+    let links0 = link_count()?;
+    let agent = Agent::start(opts)?;
+    let names: Vec<String> = (0..opts.n).map(|i| format!("b{i}")).collect();
+
+    let (u0, s0) = cpu(agent.pid());
+    let creates = drive(split(&names, opts.clients, "create"), opts.window)?;
+    let (u1, s1) = cpu(agent.pid());
+    ensure_ok(&creates, "creates")?;
+    let checked = check::check_all(&names, sandbox::UPLINK_ADDR)?;
+    let status = call(json!({"op": "status"}))?;
+
+    let t = Instant::now();
+    let deletes = drive(split(&names, opts.clients, "delete"), opts.window)?;
+    ensure_ok(&deletes, "deletes")?;
+    let acked = t.elapsed();
+    wait_links(links0, FREE_LIMIT)?;
+    let gone = t.elapsed();
+
+    // Open loop at a fixed offered rate.
+    let ol_names: Vec<String> = (0..opts.rate_n).map(|i| format!("o{i}")).collect();
+    let ol = open_loop(&ol_names, opts.rate)?;
+    ensure_ok(
+        &drive(split(&ol_names, opts.clients, "delete"), opts.window)?,
+        "deletes",
+    )?;
+    wait_links(links0, FREE_LIMIT)?;
+
+    // Lone creates on an idle agent.
+    let mut lone = vec![];
+    for i in 0..opts.lone {
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        let r = call(json!({"op": "create", "name": format!("l{i}")}))?;
+        lone.push(t.elapsed().as_secs_f64() * 1e3);
+        if r["ok"] != true {
+            bail!("lone create failed: {r}");
+        }
+    }
+    for i in 0..opts.lone {
+        call(json!({"op": "delete", "name": format!("l{i}")}))?;
+    }
+    let rss = peak_rss_mib(agent.pid());
+    Ok(json!({
+        "n": opts.n,
+        "creates_per_s": opts.n as f64 / creates.elapsed.as_secs_f64(),
+        "deletes_per_s": opts.n as f64 / gone.as_secs_f64(),
+        "deletes_acked_per_s": opts.n as f64 / acked.as_secs_f64(),
+        "latency_ms": percentiles(creates.latencies_ms),
+        "delete_latency_ms": percentiles(deletes.latencies_ms),
+        "cpu": {"user_s": u1 - u0, "sys_s": s1 - s0},
+        "peak_rss_mib": rss,
+        "batch_sizes": status["result"]["batch_sizes"],
+        "check": format!("{checked}/{}", opts.n),
+        "open_loop": {"rate": opts.rate, "n": opts.rate_n, "latency_ms": percentiles(ol)},
+        "lone": {"n": opts.lone, "latency_ms": percentiles(lone)},
+    }))
+}
+
+/// Bucket rates (namespaces/s) from sorted completion times.
+fn buckets(done: &[Duration], size: usize) -> Vec<f64> {
+    let mut out = vec![];
+    let mut prev = Duration::ZERO;
+    for chunk in done.chunks(size) {
+        let Some(last) = chunk.last() else { break };
+        out.push(chunk.len() as f64 / (*last - prev).as_secs_f64());
+        prev = *last;
+    }
+    out
+}
+
+pub fn flat_nsagent(opts: &Opts) -> anyhow::Result<Value> {
+    let links0 = link_count()?;
+    let agent = Agent::start(opts)?;
+    let names: Vec<String> = (0..opts.flat).map(|i| format!("f{i}")).collect();
+    let creates = drive(split(&names, opts.clients, "create"), opts.window)?;
+    ensure_ok(&creates, "creates")?;
+    let rss = peak_rss_mib(agent.pid());
+    let d = drive(split(&names, opts.clients, "delete"), opts.window)?;
+    ensure_ok(&d, "deletes")?;
+    wait_links(links0, FREE_LIMIT)?;
+    Ok(json!({
+        "n": opts.flat,
+        "creates_per_s": opts.flat as f64 / creates.elapsed.as_secs_f64(),
+        "buckets": buckets(&creates.done, opts.bucket),
+        "peak_rss_mib": rss,
+    }))
+}
+
+/// The naive floor: the same kernel work without the agent's choices — one namespace at a time,
+/// IPv6 autoconfiguration left on, one nft transaction per namespace.
+pub fn flat_floor(opts: &Opts) -> anyhow::Result<Value> {
+    use nsagent::driver::{Driver, KernelDriver};
+    use nsagent::model::{Namespace, NamespaceSpec, Subnet};
+    let links0 = link_count()?;
+    let dir = nsagent::netns::NetnsDir::prepare(Path::new("/run/netns"))?;
+    let mut drv = KernelDriver::new(dir, "floor".into())?;
+    drv.keep_ipv6_autoconf = true;
+    let spec = nft::TableSpec::new("floor", true);
+    drv.nft_socket()
+        .run_all_or_nothing(nft::Transaction::replace_table(
+            &spec,
+            &[nft::Elem::Uplink("uplink0".into())],
+        )?)?;
+    let start = Instant::now();
+    let mut done = vec![];
+    let mut made = vec![];
+    for i in 0..opts.flat {
+        let (subnet, _, _) = addrs(i);
+        let subnet = Subnet::parse_for_namespace(&subnet, 30)?;
+        let spec = NamespaceSpec {
+            name: format!("f{i}"),
+            subnet: Some(subnet),
+            nat: true,
+            ns_ifname: "eth0".into(),
+            host_ifname: None,
+            mtu: None,
+        };
+        let ns = Namespace::plan(&spec, subnet, Path::new("/run/netns"));
+        if let Some(Err(e)) = drv.create(std::slice::from_ref(&ns)).pop() {
+            bail!("floor create {i}: {}", e.error.message);
+        }
+        let elems = vec![
+            nft::ElemOp::Add(nft::Elem::NsIface(ns.host_ifname.clone())),
+            nft::ElemOp::Add(nft::Elem::NatSaddr(ns.address)),
+        ];
+        if let Some(Err(e)) = drv.nft(&[elems]).pop() {
+            bail!("floor nft {i}: {e}");
+        }
+        done.push(start.elapsed());
+        made.push(ns);
+    }
+    let elapsed = start.elapsed();
+    for ns in &made {
+        drv.remove(ns);
+    }
+    wait_links(links0, FREE_LIMIT)?;
+    Ok(json!({
+        "n": opts.flat,
+        "creates_per_s": opts.flat as f64 / elapsed.as_secs_f64(),
+        "buckets": buckets(&done, opts.bucket),
+    }))
+}
+
+const NFT_BASE: &str = "add table inet bench
+add chain inet bench forward { type filter hook forward priority 0; policy accept; }
+add chain inet bench postrouting { type nat hook postrouting priority 100; policy accept; }
+";
+
+/// Fastest iproute2 path: one `ip -batch` for the host side (peer born inside the netns), one
+/// `ip -n NS -batch` per namespace, one `nft -f` for all rules.
+pub fn ipbatch(opts: &Opts) -> anyhow::Result<Value> {
+    check::start_listener()?;
+    let links0 = link_count()?;
+    let n = opts.n;
+    let names: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
+    let (cu0, cs0) = self_cpu();
+    let t = Instant::now();
+    let mut host = String::new();
+    let mut rules = String::from(NFT_BASE);
+    for (i, name) in names.iter().enumerate() {
+        let (subnet, gw, _) = addrs(i);
+        host.push_str(&format!(
+            "netns add {name}\nlink add h{i} type veth peer name eth0 netns {name}\naddr add {gw}/30 dev h{i}\nlink set h{i} up\n"
+        ));
+        rules.push_str(&format!(
+            "add rule inet bench postrouting ip saddr {subnet} oifname uplink0 masquerade\n\
+             add rule inet bench forward iifname uplink0 oifname h{i} accept\n\
+             add rule inet bench forward iifname h{i} oifname uplink0 accept\n"
+        ));
+    }
+    run_stdin(&["ip", "-batch", "-"], &host)?;
+    for (i, name) in names.iter().enumerate() {
+        let (_, gw, addr) = addrs(i);
+        run_stdin(
+            &["ip", "-n", name, "-batch", "-"],
+            &format!("addr add {addr}/30 dev eth0\nlink set eth0 up\nlink set lo up\nroute add default via {gw}\n"),
+        )?;
+    }
+    run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    run_stdin(&["nft", "-f", "-"], &rules)?;
+    let setup = t.elapsed();
+    let (cu1, cs1) = self_cpu();
+    let checked = check::check_all(&names, sandbox::UPLINK_ADDR)?;
+    let t = Instant::now();
+    let mut del = String::new();
+    for (i, name) in names.iter().enumerate() {
+        del.push_str(&format!("link del h{i}\nnetns del {name}\n"));
+    }
+    run_stdin(&["ip", "-batch", "-"], &del)?;
+    run(&["nft", "delete", "table", "inet", "bench"])?;
+    wait_links(links0, FREE_LIMIT)?;
+    let teardown = t.elapsed();
+    Ok(json!({
+        "n": n,
+        "creates_per_s": n as f64 / setup.as_secs_f64(),
+        "deletes_per_s": n as f64 / teardown.as_secs_f64(),
+        "cpu": {"user_s": cu1 - cu0, "sys_s": cs1 - cs0},
+        "check": format!("{checked}/{n}"),
+    }))
+}
+
+/// The shell recipe: one process per step, rules per namespace, rules found by handle to delete.
+pub fn shell(opts: &Opts) -> anyhow::Result<Value> {
+    check::start_listener()?;
+    let links0 = link_count()?;
+    let n = opts.n;
+    let names: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
+    run_stdin(&["nft", "-f", "-"], NFT_BASE)?;
+    let mut lat = vec![];
+    let (cu0, cs0) = self_cpu();
+    let t = Instant::now();
+    for (i, name) in names.iter().enumerate() {
+        let t1 = Instant::now();
+        let (subnet, gw, addr) = addrs(i);
+        let (h, p) = (format!("h{i}"), format!("p{i}"));
+        let (gw, addr) = (format!("{gw}/30"), format!("{addr}/30"));
+        let gw_only = gw.trim_end_matches("/30");
+        let c = format!("comment \"{name}\"");
+        run(&["ip", "netns", "add", name])?;
+        run(&["ip", "link", "add", &h, "type", "veth", "peer", "name", &p])?;
+        run(&["ip", "link", "set", &p, "netns", name])?;
+        run(&[
+            "ip", "netns", "exec", name, "ip", "addr", "add", &addr, "dev", &p,
+        ])?;
+        run(&["ip", "netns", "exec", name, "ip", "link", "set", &p, "up"])?;
+        run(&["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"])?;
+        run(&[
+            "ip", "netns", "exec", name, "ip", "route", "add", "default", "via", gw_only,
+        ])?;
+        run(&["ip", "addr", "add", &gw, "dev", &h])?;
+        run(&["ip", "link", "set", &h, "up"])?;
+        run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        run(&["sh", "-c", &format!("nft add rule inet bench postrouting ip saddr {subnet} oifname uplink0 masquerade {c}")])?;
+        run(&[
+            "sh",
+            "-c",
+            &format!("nft add rule inet bench forward iifname uplink0 oifname {h} accept {c}"),
+        ])?;
+        run(&[
+            "sh",
+            "-c",
+            &format!("nft add rule inet bench forward iifname {h} oifname uplink0 accept {c}"),
+        ])?;
+        lat.push(t1.elapsed().as_secs_f64() * 1e3);
+    }
+    let setup = t.elapsed();
+    let (cu1, cs1) = self_cpu();
+    let checked = check::check_all(&names, sandbox::UPLINK_ADDR)?;
+    let t = Instant::now();
+    for (i, name) in names.iter().enumerate() {
+        for chain in ["forward", "postrouting"] {
+            let out = Command::new("nft")
+                .args(["-a", "list", "chain", "inet", "bench", chain])
+                .output()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let tag = format!("comment \"{name}\"");
+            for line in text.lines().filter(|l| l.contains(&tag)) {
+                if let Some(handle) = line.rsplit("# handle ").next() {
+                    run(&[
+                        "nft",
+                        "delete",
+                        "rule",
+                        "inet",
+                        "bench",
+                        chain,
+                        "handle",
+                        handle.trim(),
+                    ])?;
+                }
+            }
+        }
+        run(&["ip", "link", "del", &format!("h{i}")])?;
+        run(&["ip", "netns", "del", name])?;
+    }
+    wait_links(links0, FREE_LIMIT)?;
+    let teardown = t.elapsed();
+    Ok(json!({
+        "n": n,
+        "creates_per_s": n as f64 / setup.as_secs_f64(),
+        "deletes_per_s": n as f64 / teardown.as_secs_f64(),
+        "latency_ms": percentiles(lat),
+        "cpu": {"user_s": cu1 - cu0, "sys_s": cs1 - cs0},
+        "check": format!("{checked}/{n}"),
+    }))
+}

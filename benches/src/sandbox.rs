@@ -1,0 +1,142 @@
+//! Inside a phase: the sandbox's network (the test harness's layout) and small kernel helpers.
+
+use anyhow::{bail, Context};
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::RouteNetlinkMessage;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub const UPLINK_ADDR: &str = "198.18.0.1";
+pub const UPSTREAM_ADDR: &str = "198.18.0.2";
+
+const SETUP: &str = r#"
+set -e
+mount -t tmpfs tmpfs /run
+mkdir -p /run/netns
+ip link set lo up
+ip netns add upstream
+ip link add uplink0 type veth peer name up0 netns upstream
+ip addr add 198.18.0.1/30 dev uplink0
+ip link set uplink0 up
+ip -n upstream addr add 198.18.0.2/30 dev up0
+ip -n upstream link set up0 up
+ip -n upstream link set lo up
+ip route add default via 198.18.0.2
+"#;
+
+pub fn setup() -> anyhow::Result<()> {
+    sh(SETUP)
+}
+
+pub fn sh(script: &str) -> anyhow::Result<()> {
+    let st = Command::new("sh")
+        .args(["-c", script])
+        .status()
+        .context("sh")?;
+    if !st.success() {
+        bail!("failed: {script}");
+    }
+    Ok(())
+}
+
+/// Runs one process (the baselines' unit of work); fails on a non-zero exit.
+pub fn run(argv: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .with_context(|| argv[0].to_string())?;
+    if !out.status.success() {
+        bail!("{argv:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Runs one process with `input` on stdin.
+pub fn run_stdin(argv: &[&str], input: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| argv[0].to_string())?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(input.as_bytes())?;
+    let st = child.wait()?;
+    if !st.success() {
+        bail!("{argv:?} failed");
+    }
+    Ok(())
+}
+
+/// Number of links in this (the sandbox's host) namespace, by a netlink dump.
+pub fn link_count(rtnl: &mut nsagent::netlink::Rtnl) -> anyhow::Result<usize> {
+    let links = rtnl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+    Ok(links.len())
+}
+
+/// Waits until at most `target` links remain (the kernel frees them in the background).
+pub fn wait_links(target: usize, limit: Duration) -> anyhow::Result<()> {
+    let mut rtnl = nsagent::netlink::Rtnl::open()?;
+    let deadline = Instant::now() + limit;
+    loop {
+        if link_count(&mut rtnl)? <= target {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("links not freed within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// (user, sys) CPU seconds of a process.
+pub fn cpu(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(") ").map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / hz;
+    (get(11), get(12))
+}
+
+/// Own (user, sys) CPU seconds, children included.
+pub fn self_cpu() -> (f64, f64) {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut ch: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ch);
+    }
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    (
+        t(ru.ru_utime) + t(ch.ru_utime),
+        t(ru.ru_stime) + t(ch.ru_stime),
+    )
+}
+
+/// Peak RSS (VmHWM) of a process in MiB.
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+pub fn percentiles(mut v: Vec<f64>) -> serde_json::Value {
+    if v.is_empty() {
+        return serde_json::json!(null);
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let p = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    serde_json::json!({"p50": p(0.5), "p90": p(0.9), "p99": p(0.99), "max": v[v.len() - 1], "n": v.len()})
+}
