@@ -56,7 +56,7 @@ pub struct Opts {
     #[arg(long)]
     pub agent_bin: Option<String>,
     /// Seconds to let the kernel settle between methods.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 20)]
     pub settle: u64,
     /// Internal: run one method inside a sandbox.
     #[arg(long, hide = true)]
