@@ -9,7 +9,10 @@ use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
     LinkMessage,
 };
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nft::{ElemOp, GroupError, NftSocket};
 use rtnetlink::{
     AddressMessageBuilder, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -85,6 +88,22 @@ fn no_ipv6_autoconf() -> LinkAttribute {
     )])])
 }
 
+/// A permanent neighbour entry. Why: every namespace's traffic otherwise needs an ARP entry on
+/// each side, and the kernel's neighbour table is one table for the whole host (gc_thresh3 =
+/// 1024 by default): past about a thousand namespaces it overflows and drops packets. Permanent
+/// entries are exempt from that limit, and no ARP exchange is needed at all.
+fn pinned_neighbour(ifindex: u32, ip: Ipv4Addr, mac: [u8; 6]) -> NeighbourMessage {
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.ifindex = ifindex;
+    m.header.state = NeighbourState::Permanent;
+    m.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+    m.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    m
+}
+
 fn link_set(index: u32) -> LinkMessageBuilder<LinkUnspec> {
     LinkUnspec::new_with_index(index)
 }
@@ -108,12 +127,15 @@ impl KernelDriver {
     }
 
     fn veth(ns: &Namespace, made: &NewNetns) -> LinkMessage {
+        let (host_mac, peer_mac) = ns.macs();
         let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(ns.ns_ifname.clone())
+            .address(peer_mac.to_vec())
             .index(PEER_IFINDEX)
             .setns_by_fd(made.fd.as_raw_fd());
         let mut host = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(ns.host_ifname.clone())
+            .address(host_mac.to_vec())
             .index(ns.host_ifindex);
         if let Some(mtu) = ns.mtu {
             peer = peer.mtu(mtu);
@@ -150,6 +172,14 @@ impl KernelDriver {
             (
                 Request::change(RouteNetlinkMessage::SetLink(link_set(idx).up().build())),
                 "set host veth up",
+            ),
+            (
+                Request::create(RouteNetlinkMessage::NewNeighbour(pinned_neighbour(
+                    idx,
+                    ns.address,
+                    ns.macs().1,
+                ))),
+                "pin namespace neighbour",
             ),
         ]
     }
@@ -192,6 +222,14 @@ impl KernelDriver {
                         .build(),
                 )),
                 "add default route",
+            ),
+            (
+                Request::create(RouteNetlinkMessage::NewNeighbour(pinned_neighbour(
+                    PEER_IFINDEX,
+                    ns.gateway,
+                    ns.macs().0,
+                ))),
+                "pin gateway neighbour",
             ),
         ]
     }

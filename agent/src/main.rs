@@ -167,18 +167,6 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         None => default_route_interface().context("find the default route's interface")?,
     };
     netns::enable_ipv4_forwarding().context("enable IPv4 forwarding")?;
-    match netns::ensure_neighbour_room(pool.size() as u64) {
-        Ok(Some((t2, t3))) => tracing::info!(
-            gc_thresh2 = t2,
-            gc_thresh3 = t3,
-            "raised the IPv4 neighbour table limits to fit one entry per namespace of the pool"
-        ),
-        Ok(None) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot raise the neighbour table limits; past ~1000 namespaces traffic may be dropped")
-        }
-    }
-
     let info = executor::Info {
         version: env!("CARGO_PKG_VERSION"),
         table: args.table.clone(),

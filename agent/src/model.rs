@@ -222,6 +222,16 @@ impl Namespace {
         }
     }
 
+    /// MAC addresses of (host veth, namespace veth): locally administered, derived from the
+    /// subnet, so both sides' neighbour entries can be pinned without asking the kernel.
+    pub fn macs(&self) -> ([u8; 6], [u8; 6]) {
+        let n = self.subnet.network.octets();
+        (
+            [0x02, 0x4e, n[0], n[1], n[2], n[3]],
+            [0x06, 0x4e, n[0], n[1], n[2], n[3]],
+        )
+    }
+
     /// The ownership mark on the host veth (its ifalias): lets a restart find what is ours.
     pub fn alias(&self) -> String {
         format!("nsagent:{}", self.name)

@@ -147,28 +147,6 @@ impl NetnsDir {
     }
 }
 
-/// Makes room in the IPv4 neighbour (ARP) table for one entry per namespace: the kernel's
-/// defaults (gc_thresh3 = 1024) overflow past about a thousand namespaces and then drop traffic
-/// ("neighbor table overflow"). Only ever raises the limits. Returns the new (thresh2, thresh3)
-/// if they were raised.
-pub fn ensure_neighbour_room(entries: u64) -> std::io::Result<Option<(u64, u64)>> {
-    let dir = "/proc/sys/net/ipv4/neigh/default";
-    let read = |f: &str| -> std::io::Result<u64> {
-        let s = std::fs::read_to_string(format!("{dir}/{f}"))?;
-        Ok(s.trim().parse().unwrap_or(0))
-    };
-    let (want2, want3) = (entries + 512, 2 * entries + 1024);
-    let (t2, t3) = (read("gc_thresh2")?, read("gc_thresh3")?);
-    if t2 >= want2 && t3 >= want3 {
-        return Ok(None);
-    }
-    let (n2, n3) = (t2.max(want2), t3.max(want3));
-    // thresh3 first: the kernel does not check the order, but keep it sane at every step.
-    std::fs::write(format!("{dir}/gc_thresh3"), n3.to_string())?;
-    std::fs::write(format!("{dir}/gc_thresh2"), n2.to_string())?;
-    Ok(Some((n2, n3)))
-}
-
 /// Turns on IPv4 forwarding in the agent's namespace. procfs is the kernel's only interface for
 /// this switch (no netlink message sets it).
 pub fn enable_ipv4_forwarding() -> std::io::Result<()> {

@@ -22,9 +22,6 @@ ip -n upstream addr add 198.18.0.2/30 dev up0
 ip -n upstream link set up0 up
 ip -n upstream link set lo up
 ip route add default via 198.18.0.2
-# A host that runs thousands of namespaces needs one ARP entry per namespace: every method gets
-# the same room (the agent would raise these itself; baselines would not).
-sysctl -qw net.ipv4.neigh.default.gc_thresh2=20000 net.ipv4.neigh.default.gc_thresh3=40000
 "#;
 
 pub fn setup() -> anyhow::Result<()> {

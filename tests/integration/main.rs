@@ -63,6 +63,31 @@ fn create_wires_a_namespace_that_reaches_upstream_through_nat() {
         .iter()
         .any(|a| a["local"] == gw));
     assert_eq!(haddr[0]["operstate"], "UP");
+    // Neighbours are pinned on both sides (no ARP, no use of the host-wide neighbour table).
+    let n = sb.json(&format!("ip -j neigh show dev {host}"));
+    assert_eq!(n[0]["dst"], addr);
+    assert!(
+        n[0]["state"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("PERMANENT")),
+        "{n}"
+    );
+    let n = sb.json("ip -n netns-A -j neigh show dev eth0");
+    assert_eq!(n[0]["dst"], gw);
+    assert!(
+        n[0]["state"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("PERMANENT")),
+        "{n}"
+    );
+    // No IPv6 link-local on either end.
+    assert!(!eth0["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["family"] == "inet6"));
     // Forwarding is on.
     assert_eq!(sb.sh("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
 
