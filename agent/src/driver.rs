@@ -5,6 +5,7 @@ use crate::model::Namespace;
 use crate::netlink::{LinkEvent, LinkEvents, NetlinkError, Request, Rtnl};
 use crate::netns::{NetnsDir, NetnsError, NewNetns};
 use crate::protocol::{ApiError, ErrorCode};
+use metrics::Metrics;
 use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
     LinkMessage,
@@ -17,8 +18,11 @@ use nft::{ElemOp, GroupError, NftSocket};
 use rtnetlink::{
     AddressMessageBuilder, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Instant;
 
 /// A create that failed. `link_created`: a host veth was made and dies asynchronously with the
 /// namespace, so its name, index and subnet stay reserved until the kernel reports it gone.
@@ -35,6 +39,15 @@ pub enum Gone {
     Resync,
 }
 
+/// What start-up recovery found.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Whole namespaces, adopted as they are.
+    pub adopted: Vec<Namespace>,
+    /// Names of half-built ones that were removed.
+    pub removed: Vec<String>,
+}
+
 pub trait Driver {
     /// The netlink phase for a batch of creates. A failed item has been undone by the driver
     /// (its netns file removed) before this returns.
@@ -46,6 +59,11 @@ pub trait Driver {
     /// Host links that disappeared since the last call.
     fn gone_links(&mut self) -> Gone;
     fn link_exists(&mut self, ifindex: u32) -> bool;
+    /// Deletes a host link outright (slow: the kernel waits for RCU). Only for links whose
+    /// namespace cannot take them down, e.g. one a process still holds open.
+    fn delete_link(&mut self, ifindex: u32);
+    /// Names whose netns file disappeared (someone ran `ip netns del`) since the last call.
+    fn gone_netns(&mut self) -> Vec<String>;
 }
 
 /// The peer's ifindex inside its fresh namespace, where loopback is always 1.
@@ -58,6 +76,7 @@ pub struct KernelDriver {
     events: LinkEvents,
     nft: NftSocket,
     table: String,
+    metrics: Arc<Metrics>,
     /// Leave IPv6 address generation on (kernel default). Only the benchmark's naive floor
     /// sets this, to measure what the cheaper configuration saves.
     pub keep_ipv6_autoconf: bool,
@@ -104,12 +123,106 @@ fn pinned_neighbour(ifindex: u32, ip: Ipv4Addr, mac: [u8; 6]) -> NeighbourMessag
     m
 }
 
+/// The `kind` label of nsagent_netlink_requests_total.
+fn kind(msg: &RouteNetlinkMessage) -> &'static str {
+    match msg {
+        RouteNetlinkMessage::NewLink(_) => "newlink",
+        RouteNetlinkMessage::SetLink(_) => "setlink",
+        RouteNetlinkMessage::GetLink(_) => "getlink",
+        RouteNetlinkMessage::NewAddress(_) => "newaddr",
+        RouteNetlinkMessage::NewRoute(_) => "newroute",
+        RouteNetlinkMessage::NewNeighbour(_) => "newneigh",
+        _ => "other",
+    }
+}
+
+/// Sends a pipeline and counts it.
+fn pipeline(m: &Metrics, rtnl: &mut Rtnl, reqs: Vec<Request>) -> Vec<Result<(), NetlinkError>> {
+    for r in &reqs {
+        m.netlink_requests_total
+            .with_label_values(&[kind(&r.msg)])
+            .inc();
+    }
+    let out = rtnl.pipeline(reqs);
+    for r in &out {
+        if let Err(NetlinkError::Errno { errno, .. }) = r {
+            m.netlink_errors_total
+                .with_label_values(&[&errno.to_string()])
+                .inc();
+        }
+    }
+    out
+}
+
 fn link_set(index: u32) -> LinkMessageBuilder<LinkUnspec> {
     LinkUnspec::new_with_index(index)
 }
 
 impl KernelDriver {
-    pub fn new(netns: NetnsDir, table: String) -> Result<Self, anyhow::Error> {
+    /// Rebuilds the view from the kernel: adopts whole namespaces, removes half-built ones.
+    pub fn recover(&mut self) -> anyhow::Result<Recovery> {
+        use crate::recover;
+        let mut out = Recovery::default();
+        let links = recover::links(&mut self.host)?;
+        let addrs = recover::addresses(&mut self.host)?;
+        let files: HashMap<String, bool> = self.netns.list()?.into_iter().collect();
+        let mut claimed = HashSet::new();
+        for l in &links {
+            let Some((name, nat)) = l.alias.as_deref().and_then(recover::parse_alias) else {
+                continue;
+            };
+            claimed.insert(name.clone());
+            let host_addr = addrs.get(&l.index).and_then(|v| v.first().copied());
+            let adopted = if files.get(&name) == Some(&true) {
+                match self.netns.inspect(&name, recover::inside) {
+                    Ok(inside) => {
+                        recover::whole(&name, nat, l, host_addr, &inside, self.netns.dir())
+                    }
+                    Err(e) => {
+                        tracing::warn!(name, error = %e, "cannot look inside namespace");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            match adopted {
+                Some(ns) => {
+                    tracing::info!(name, host_ifname = %ns.host_ifname, subnet = %ns.subnet, "adopted namespace");
+                    out.adopted.push(ns);
+                }
+                None => {
+                    tracing::info!(name, host_ifname = %l.name, "removing half-built namespace");
+                    self.netns.remove(&name);
+                    self.delete_link(l.index);
+                    out.removed.push(name);
+                }
+            }
+        }
+        // A netns marked as ours (lo's alias) whose veth never came: a crash mid-create.
+        for (name, nsfs) in files {
+            if !nsfs || claimed.contains(&name) {
+                continue;
+            }
+            let mark = format!("{}{name}", recover::ALIAS_PREFIX);
+            if let Ok(inside) = self.netns.inspect(&name, recover::inside) {
+                if inside.lo_alias.as_deref() == Some(mark.as_str()) {
+                    tracing::info!(name, "removing half-built namespace (no veth)");
+                    self.netns.remove(&name);
+                    out.removed.push(name);
+                }
+            }
+        }
+        // Links deleted above die asynchronously; their events are not news.
+        let _ = self.events.drain();
+        Ok(out)
+    }
+
+    pub fn new(
+        netns: NetnsDir,
+        table: String,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, anyhow::Error> {
         // Subscribe before anything is created, so no deletion can be missed.
         let events = LinkEvents::open()?;
         Ok(KernelDriver {
@@ -118,6 +231,7 @@ impl KernelDriver {
             events,
             nft: NftSocket::open()?,
             table,
+            metrics,
             keep_ipv6_autoconf: false,
         })
     }
@@ -235,9 +349,13 @@ impl KernelDriver {
     }
 
     /// Pipelines requests on one socket; returns the first failure, named by its step.
-    fn run(rtnl: &mut Rtnl, reqs: Vec<(Request, &'static str)>) -> Result<(), (usize, ApiError)> {
+    fn run(
+        m: &Metrics,
+        rtnl: &mut Rtnl,
+        reqs: Vec<(Request, &'static str)>,
+    ) -> Result<(), (usize, ApiError)> {
         let steps: Vec<&str> = reqs.iter().map(|(_, s)| *s).collect();
-        let results = rtnl.pipeline(reqs.into_iter().map(|(r, _)| r).collect());
+        let results = pipeline(m, rtnl, reqs.into_iter().map(|(r, _)| r).collect());
         for (i, r) in results.iter().enumerate() {
             if let Err(e) = r {
                 return Err((i, kernel_error(steps[i], e)));
@@ -283,9 +401,11 @@ impl Driver for KernelDriver {
                 }
             }
             let steps: Vec<&str> = reqs.iter().map(|(_, s)| *s).collect();
-            let out = self
-                .host
-                .pipeline(reqs.into_iter().map(|(r, _)| r).collect());
+            let out = pipeline(
+                &self.metrics,
+                &mut self.host,
+                reqs.into_iter().map(|(r, _)| r).collect(),
+            );
             for (k, r) in out.into_iter().enumerate() {
                 let i = owner[k];
                 if let (Err(e), true) = (r, results[i].is_ok()) {
@@ -302,9 +422,11 @@ impl Driver for KernelDriver {
                 continue;
             }
             if let Some(m) = made[i].as_mut() {
-                if let Err((_, error)) =
-                    Self::run(&mut m.rtnl, Self::ns_requests(ns, self.keep_ipv6_autoconf))
-                {
+                if let Err((_, error)) = Self::run(
+                    &self.metrics,
+                    &mut m.rtnl,
+                    Self::ns_requests(ns, self.keep_ipv6_autoconf),
+                ) {
                     results[i] = Err(CreateFailure {
                         error,
                         link_created: true,
@@ -330,7 +452,22 @@ impl Driver for KernelDriver {
     }
 
     fn nft(&mut self, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>> {
-        self.nft.apply_groups(&self.table, groups)
+        if groups.iter().all(|g| g.is_empty()) {
+            return groups.iter().map(|_| Ok(())).collect();
+        }
+        let t = Instant::now();
+        let out = self.nft.apply_groups(&self.table, groups);
+        let m = &self.metrics;
+        m.nft_transaction_duration_seconds
+            .observe(t.elapsed().as_secs_f64());
+        let failed = out.iter().filter(|r| r.is_err()).count();
+        let outcome = match failed {
+            0 => "ok",
+            n if n == out.len() => "failed",
+            _ => "partial",
+        };
+        m.nft_transactions_total.with_label_values(&[outcome]).inc();
+        out
     }
 
     fn gone_links(&mut self) -> Gone {
@@ -342,6 +479,23 @@ impl Driver for KernelDriver {
             }
         }
         Gone::Links(gone)
+    }
+
+    fn delete_link(&mut self, ifindex: u32) {
+        let mut msg = LinkMessage::default();
+        msg.header.index = ifindex;
+        let r = pipeline(
+            &self.metrics,
+            &mut self.host,
+            vec![Request::change(RouteNetlinkMessage::DelLink(msg))],
+        );
+        if let Some(Err(e)) = r.first() {
+            tracing::debug!(ifindex, error = %e, "delete link");
+        }
+    }
+
+    fn gone_netns(&mut self) -> Vec<String> {
+        self.netns.deleted()
     }
 
     fn link_exists(&mut self, ifindex: u32) -> bool {

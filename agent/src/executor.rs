@@ -8,10 +8,12 @@ use crate::model::{Namespace, NamespaceSpec, Subnet};
 use crate::pool::Pool;
 use crate::protocol::{ApiError, ErrorCode, Op};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use metrics::Metrics;
 use nft::{Elem, ElemOp};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -65,6 +67,11 @@ pub struct Executor<D: Driver> {
     deferred: HashMap<String, VecDeque<(Command, Instant)>>,
     /// Batch sizes seen, in power-of-two buckets (1, 2-3, 4-7, ... 512+).
     batch_sizes: [u64; BATCH_BUCKETS],
+    metrics: Arc<Metrics>,
+    /// Live set elements (namespaces' and uplinks'), for the nft_elements gauge.
+    elements: i64,
+    /// Host ifindex -> name of live namespaces, to recognise links deleted by someone else.
+    by_ifindex: HashMap<u32, String>,
 }
 
 const BATCH_BUCKETS: usize = 10;
@@ -75,7 +82,12 @@ enum Planned {
 }
 
 impl<D: Driver> Executor<D> {
-    pub fn new(driver: D, info: Info, limits: Limits, pool: Pool) -> Self {
+    pub fn new(driver: D, info: Info, limits: Limits, pool: Pool, metrics: Arc<Metrics>) -> Self {
+        let addrs = |slots: u32| slots as i64 * (1i64 << (32 - pool.slot_prefix()));
+        metrics.pool_addresses.set(addrs(pool.size()));
+        metrics.pool_addresses_free.set(addrs(pool.free()));
+        let elements = info.uplink.iter().count() as i64;
+        metrics.nft_elements.set(elements);
         Executor {
             driver,
             info,
@@ -88,7 +100,54 @@ impl<D: Driver> Executor<D> {
             dying_names: HashSet::new(),
             deferred: HashMap::new(),
             batch_sizes: [0; BATCH_BUCKETS],
+            metrics,
+            elements,
+            by_ifindex: HashMap::new(),
         }
+    }
+
+    /// Takes over namespaces found whole at start-up (their elements are already in the table).
+    pub fn adopt(&mut self, namespaces: Vec<Namespace>) {
+        for ns in namespaces {
+            self.reserve(&ns);
+            self.elements += elems(&ns).len() as i64;
+            self.by_ifindex.insert(ns.host_ifindex, ns.name.clone());
+            self.live.insert(ns.name.clone(), ns);
+        }
+        self.update_gauges();
+    }
+
+    /// Someone else deleted part of a live namespace (its veth, or its netns file): remove the
+    /// rest, so that what the agent reports is what exists.
+    fn external_removal(&mut self, name: &str, link_gone: bool) {
+        let Some(ns) = self.live.remove(name) else {
+            return;
+        };
+        self.by_ifindex.remove(&ns.host_ifindex);
+        let ops: Vec<ElemOp> = elems(&ns).into_iter().map(ElemOp::Del).collect();
+        if let Some(Err(e)) = self.driver.nft(&[ops]).pop() {
+            tracing::warn!(name, error = %e, "removing elements of an externally deleted namespace");
+        }
+        self.elements -= elems(&ns).len() as i64;
+        self.driver.remove(&ns);
+        if link_gone {
+            self.release(ns.subnet, &ns.host_ifname);
+        } else {
+            // The netns file is gone but a process may still hold the namespace, and with it
+            // the veth: take the link down ourselves, then wait for the kernel as usual.
+            self.driver.delete_link(ns.host_ifindex);
+            self.start_dying(&ns, false);
+        }
+        self.metrics
+            .recovery_total
+            .with_label_values(&["external"])
+            .inc();
+        tracing::info!(
+            name,
+            what = if link_gone { "host veth" } else { "netns file" },
+            "namespace was deleted from outside the agent; cleaned up the rest"
+        );
+        self.update_gauges();
     }
 
     /// Runs until every sender of the queue is gone.
@@ -119,7 +178,10 @@ impl<D: Driver> Executor<D> {
             self.wait_for_kernel_cleanup(&mut batch);
             let bucket = (usize::BITS - 1 - batch.len().max(1).leading_zeros()) as usize;
             self.batch_sizes[bucket.min(BATCH_BUCKETS - 1)] += 1;
+            self.metrics.batch_size.observe(batch.len() as f64);
+            self.metrics.queue_depth.set(rx.len() as i64);
             self.process(&mut batch);
+            self.update_gauges();
         }
         tracing::info!("command queue closed; executor stops");
     }
@@ -328,6 +390,8 @@ impl<D: Driver> Executor<D> {
                 Planned::Create(ns, reply) => {
                     let r = match (nl, nf) {
                         (Ok(()), Ok(())) => {
+                            self.elements += elems(&ns).len() as i64;
+                            self.by_ifindex.insert(ns.host_ifindex, ns.name.clone());
                             let out = ns_json(&ns);
                             self.live.insert(ns.name.clone(), ns);
                             Ok(out)
@@ -353,6 +417,8 @@ impl<D: Driver> Executor<D> {
                 Planned::Delete(ns, reply) => {
                     let r = match nf {
                         Ok(()) => {
+                            self.elements -= elems(&ns).len() as i64;
+                            self.by_ifindex.remove(&ns.host_ifindex);
                             self.live.remove(&ns.name);
                             self.driver.remove(&ns);
                             self.start_dying(&ns, true);
@@ -404,7 +470,11 @@ impl<D: Driver> Executor<D> {
         match self.driver.gone_links() {
             Gone::Links(gone) => {
                 for i in gone {
-                    self.finish_dying(i, batch);
+                    if self.dying.contains_key(&i) {
+                        self.finish_dying(i, batch);
+                    } else if let Some(name) = self.by_ifindex.get(&i).cloned() {
+                        self.external_removal(&name, true);
+                    }
                 }
             }
             Gone::Resync => {
@@ -414,6 +484,11 @@ impl<D: Driver> Executor<D> {
                         self.finish_dying(i, batch);
                     }
                 }
+            }
+        }
+        for name in self.driver.gone_netns() {
+            if self.live.contains_key(&name) {
+                self.external_removal(&name, false);
             }
         }
     }
@@ -448,6 +523,14 @@ impl<D: Driver> Executor<D> {
             std::thread::sleep(Duration::from_millis(2));
             self.reap(batch);
         }
+    }
+
+    fn update_gauges(&self) {
+        let m = &self.metrics;
+        m.namespaces.set(self.live.len() as i64);
+        m.pool_addresses_free
+            .set(self.pool.free() as i64 * (1i64 << (32 - self.pool.slot_prefix())));
+        m.nft_elements.set(self.elements);
     }
 
     fn status(&self) -> Value {
@@ -582,6 +665,13 @@ mod tests {
         fn link_exists(&mut self, ifindex: u32) -> bool {
             self.links.contains(&ifindex)
         }
+        fn delete_link(&mut self, ifindex: u32) {
+            self.links.remove(&ifindex);
+            self.gone.push(ifindex);
+        }
+        fn gone_netns(&mut self) -> Vec<String> {
+            vec![]
+        }
     }
 
     fn executor(pool: &str) -> Executor<Fake> {
@@ -598,7 +688,14 @@ mod tests {
             max_batch: 64,
             max_pending: 100,
         };
-        Executor::new(Fake::default(), info, limits, Pool::new(base, 30).unwrap())
+        let metrics = Arc::new(Metrics::new("test", "test").unwrap());
+        Executor::new(
+            Fake::default(),
+            info,
+            limits,
+            Pool::new(base, 30).unwrap(),
+            metrics,
+        )
     }
 
     fn spec(name: &str) -> NamespaceSpec {

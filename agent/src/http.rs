@@ -36,7 +36,10 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Arc<Atom
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            metrics.socket_rejected_total.with_label_values(&["http_connection_limit"]).inc();
+            metrics
+                .socket_rejected_total
+                .with_label_values(&["http_connection_limit"])
+                .inc();
             drop(stream);
             continue;
         };
@@ -59,15 +62,18 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Arc<Atom
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn route(req: &Request<Incoming>, metrics: &Metrics, ready: &AtomicBool) -> Response<Full<Bytes>> {
     if req.method() != Method::GET {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET"));
         return r;
     }
     match req.uri().path() {

@@ -8,9 +8,11 @@
 
 pub mod driver;
 pub mod executor;
+pub mod http;
 pub mod model;
 pub mod netlink;
 pub mod netns;
 pub mod pool;
 pub mod protocol;
+pub mod recover;
 pub mod server;

@@ -1,10 +1,12 @@
 //! The `nsagent` binary: configuration and start-up; the agent itself lives in the library.
 
-use nsagent::{driver, executor, model, netlink, netns, pool, protocol, server};
+use nsagent::{driver, executor, http, model, netlink, netns, pool, protocol, server};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -55,6 +57,9 @@ struct RunArgs {
     /// Capacity of the command queue.
     #[arg(long, env = "NSAGENT_QUEUE_CAPACITY", default_value_t = 4096)]
     queue_capacity: usize,
+    /// Address of the HTTP endpoint (/metrics, /healthz, /readyz); `off` disables it.
+    #[arg(long, env = "NSAGENT_METRICS_ADDR", default_value = "127.0.0.1:9477")]
+    metrics_addr: String,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `nsagent=debug`.
     #[arg(long, env = "NSAGENT_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -167,6 +172,35 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         None => default_route_interface().context("find the default route's interface")?,
     };
     netns::enable_ipv4_forwarding().context("enable IPv4 forwarding")?;
+    let metrics = Arc::new(
+        metrics::Metrics::new(env!("CARGO_PKG_VERSION"), env!("NSAGENT_COMMIT"))
+            .context("metrics registry")?,
+    );
+    metrics
+        .queue_capacity
+        .set(args.queue_capacity.max(1) as i64);
+    let ready = Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    // The HTTP endpoint comes up first: /healthz answers during start-up, /readyz says 503.
+    if args.metrics_addr != "off" {
+        let addr: std::net::SocketAddr = args
+            .metrics_addr
+            .parse()
+            .with_context(|| format!("--metrics-addr {:?}", args.metrics_addr))?;
+        let l = std::net::TcpListener::bind(addr).with_context(|| format!("bind {addr}"))?;
+        l.set_nonblocking(true)?;
+        let (m, r) = (metrics.clone(), ready.clone());
+        rt.spawn(async move {
+            match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => http::serve(l, m, r).await,
+                Err(e) => tracing::error!(error = %e, "metrics listener"),
+            }
+        });
+    }
     let info = executor::Info {
         version: env!("CARGO_PKG_VERSION"),
         table: args.table.clone(),
@@ -183,30 +217,55 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let netns_dir = args.netns_dir.clone();
     let table = args.table.clone();
+    let exec_metrics = metrics.clone();
     // The executor thread owns everything that talks to the kernel (and is not Send).
     let executor = std::thread::Builder::new()
         .name("executor".into())
         .spawn(move || {
-            let start = || -> anyhow::Result<driver::KernelDriver> {
+            let start = || -> anyhow::Result<(driver::KernelDriver, Vec<model::Namespace>)> {
                 let dir =
                     netns::NetnsDir::prepare(&netns_dir).context("prepare the netns directory")?;
-                let mut drv =
-                    driver::KernelDriver::new(dir, table.clone()).context("open kernel sockets")?;
+                let mut drv = driver::KernelDriver::new(dir, table.clone(), exec_metrics.clone())
+                    .context("open kernel sockets")?;
                 let spec = nft::TableSpec::new(&table, uplink.is_some());
-                let elems: Vec<nft::Elem> = uplink
+                exec_metrics.nft_rules.set(spec.rules().len() as i64);
+                // The kernel is the source of truth: adopt what is whole, remove what is not,
+                // and put the adopted namespaces' elements into the same single transaction.
+                let recovery = drv.recover().context("recover state from the kernel")?;
+                exec_metrics
+                    .recovery_total
+                    .with_label_values(&["adopted"])
+                    .inc_by(recovery.adopted.len() as u64);
+                exec_metrics
+                    .recovery_total
+                    .with_label_values(&["removed"])
+                    .inc_by(recovery.removed.len() as u64);
+                if !recovery.adopted.is_empty() || !recovery.removed.is_empty() {
+                    tracing::info!(
+                        adopted = recovery.adopted.len(),
+                        removed = recovery.removed.len(),
+                        "recovered state from the kernel"
+                    );
+                }
+                let mut elems: Vec<nft::Elem> = uplink
                     .iter()
                     .map(|u| nft::Elem::Uplink(u.clone()))
                     .collect();
+                for ns in &recovery.adopted {
+                    elems.extend(executor::elems(ns));
+                }
                 let tx = nft::Transaction::replace_table(&spec, &elems)?;
                 drv.nft_socket()
                     .run_all_or_nothing(tx)
                     .context("write the nft table")?;
-                Ok(drv)
+                Ok((drv, recovery.adopted))
             };
             match start() {
-                Ok(drv) => {
+                Ok((drv, adopted)) => {
+                    let mut ex = executor::Executor::new(drv, info, limits, pool, exec_metrics);
+                    ex.adopt(adopted);
                     let _ = ready_tx.send(Ok(()));
-                    executor::Executor::new(drv, info, limits, pool).run(rx);
+                    ex.run(rx);
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -218,6 +277,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .recv()
         .context("executor thread died during start-up")??;
     let listener = bind_socket(&args.socket)?;
+    ready.store(true, Ordering::Release);
     tracing::info!(
         socket = %args.socket.display(),
         netns_dir = %args.netns_dir.display(),
@@ -227,12 +287,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         "nsagent ready"
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
     let front = server::Front {
+        metrics: metrics.clone(),
         queue: tx,
         limits: protocol::Limits {
             min_prefix: args.prefix_len,

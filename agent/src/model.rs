@@ -233,8 +233,13 @@ impl Namespace {
     }
 
     /// The ownership mark on the host veth (its ifalias): lets a restart find what is ours.
+    /// `nsagent:<name>`, or `nsagent:<name>:nonat` without NAT (names cannot contain ':').
     pub fn alias(&self) -> String {
-        format!("nsagent:{}", self.name)
+        if self.nat {
+            format!("nsagent:{}", self.name)
+        } else {
+            format!("nsagent:{}:nonat", self.name)
+        }
     }
 }
 

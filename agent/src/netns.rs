@@ -6,6 +6,7 @@ use crate::netlink::{NetlinkError, Rtnl};
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::stat::Mode;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,8 @@ pub struct NewNetns {
 pub struct NetnsDir {
     dir: PathBuf,
     host: OwnedFd,
+    /// Deletions in the directory: how a `ip netns del` by someone else is noticed.
+    watch: Option<Inotify>,
 }
 
 impl NetnsDir {
@@ -68,10 +71,41 @@ impl NetnsDir {
             Mode::empty(),
         )
         .map_err(sys("open host netns"))?;
+        let watch = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .and_then(|i| {
+                i.add_watch(dir, AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM)?;
+                Ok(i)
+            })
+            .map_err(|e| tracing::warn!(error = %e, "cannot watch the netns directory"))
+            .ok();
         Ok(NetnsDir {
             dir: dir.to_path_buf(),
             host,
+            watch,
         })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Names removed from the directory since the last call (by anyone, the agent included);
+    /// names whose file exists again are left out.
+    pub fn deleted(&mut self) -> Vec<String> {
+        let Some(w) = &self.watch else { return vec![] };
+        let mut out = vec![];
+        while let Ok(events) = w.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            for e in events {
+                if let Some(n) = e.name.as_ref().and_then(|n| n.to_str()) {
+                    out.push(n.to_string());
+                }
+            }
+        }
+        out.retain(|n| !self.path(n).exists());
+        out
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -91,7 +125,7 @@ impl NetnsDir {
             Err(nix::Error::EEXIST) => return Err(NetnsError::Exists(path)),
             Err(e) => return Err(sys(format!("create {}", path.display()))(e)),
         }
-        let made = self.enter_new_and_mount(&path);
+        let made = self.enter_new_and_mount(name, &path);
         // Whatever happened, the thread goes back to the host namespace. If it cannot, every
         // later step would act in the wrong namespace: stopping is the only safe answer.
         if let Err(e) = setns(&self.host, CloneFlags::CLONE_NEWNET) {
@@ -107,8 +141,22 @@ impl NetnsDir {
         }
     }
 
-    fn enter_new_and_mount(&self, path: &Path) -> Result<(OwnedFd, Rtnl), NetnsError> {
+    fn enter_new_and_mount(&self, name: &str, path: &Path) -> Result<(OwnedFd, Rtnl), NetnsError> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare(CLONE_NEWNET)"))?;
+        // Mark the namespace as ours before it gets a name: a crash after the bind mount must
+        // leave something recovery can recognise (lo's ifalias).
+        let mut rtnl = Rtnl::open()?;
+        let mark = rtnetlink::LinkUnspec::new_with_index(1)
+            .alias(format!("{}{name}", crate::recover::ALIAS_PREFIX))
+            .build();
+        if let Some(Err(e)) = rtnl
+            .pipeline(vec![crate::netlink::Request::change(
+                netlink_packet_route::RouteNetlinkMessage::SetLink(mark),
+            )])
+            .pop()
+        {
+            return Err(NetnsError::Socket(e));
+        }
         mount(
             Some(THREAD_NETNS),
             path,
@@ -123,8 +171,42 @@ impl NetnsDir {
             Mode::empty(),
         )
         .map_err(sys("open new netns"))?;
-        let rtnl = Rtnl::open()?;
         Ok((fd, rtnl))
+    }
+
+    /// Names in the directory, with whether each is a mounted network namespace.
+    pub fn list(&self) -> std::io::Result<Vec<(String, bool)>> {
+        let mut out = vec![];
+        for e in std::fs::read_dir(&self.dir)? {
+            let e = e?;
+            let Some(name) = e.file_name().to_str().map(String::from) else {
+                continue;
+            };
+            let nsfs = nix::sys::statfs::statfs(&e.path())
+                .map(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+                .unwrap_or(false);
+            out.push((name, nsfs));
+        }
+        Ok(out)
+    }
+
+    /// Runs `f` with a netlink socket inside the named namespace; the thread is back home after.
+    pub fn inspect<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Rtnl) -> Result<T, NetlinkError>,
+    ) -> Result<T, NetnsError> {
+        let file = std::fs::File::open(self.path(name)).map_err(|e| NetnsError::Sys {
+            what: format!("open {}", self.path(name).display()),
+            err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+        setns(&file, CloneFlags::CLONE_NEWNET).map_err(sys(format!("setns {name}")))?;
+        let rtnl = Rtnl::open();
+        if let Err(e) = setns(&self.host, CloneFlags::CLONE_NEWNET) {
+            tracing::error!(error = %e, "cannot return to the host network namespace");
+            std::process::abort();
+        }
+        Ok(f(&mut rtnl?)?)
     }
 
     /// Unmounts and unlinks the namespace's file. The kernel then frees the namespace, and the

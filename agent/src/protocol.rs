@@ -128,9 +128,30 @@ pub struct Limits {
     pub min_prefix: u8,
 }
 
-/// Decodes one line. On error, the id is returned when one could be read, so the response can
-/// still echo it.
-pub fn decode(line: &[u8], limits: Limits) -> (Value, Result<Op, ApiError>) {
+/// A decoded line: the id to echo (null when none could be read), the op's name for metrics and
+/// logs (`invalid` when the op could not be read), and the validated request or why not.
+pub struct Decoded {
+    pub id: Value,
+    pub op_name: &'static str,
+    pub op: Result<Op, ApiError>,
+}
+
+const OPS: [&str; 6] = ["ping", "create", "delete", "get", "list", "status"];
+
+pub fn decode(line: &[u8], limits: Limits) -> Decoded {
+    let (id, op) = decode_inner(line, limits);
+    let op_name = match &op {
+        Ok(op) => op.name(),
+        Err(_) => serde_json::from_slice::<Value>(line)
+            .ok()
+            .and_then(|v| v.get("op").and_then(|o| o.as_str()).map(str::to_string))
+            .and_then(|o| OPS.iter().find(|k| **k == o).copied())
+            .unwrap_or("invalid"),
+    };
+    Decoded { id, op_name, op }
+}
+
+fn decode_inner(line: &[u8], limits: Limits) -> (Value, Result<Op, ApiError>) {
     let bad = |m: String| Err(ApiError::new(ErrorCode::BadRequest, m));
     let value: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
@@ -251,14 +272,15 @@ mod tests {
     const L: Limits = Limits { min_prefix: 30 };
 
     fn code(line: &str) -> ErrorCode {
-        decode(line.as_bytes(), L).1.unwrap_err().code
+        decode(line.as_bytes(), L).op.unwrap_err().code
     }
 
     #[test]
     fn decodes_create_with_defaults() {
-        let (id, op) = decode(br#"{"id":2,"op":"create","name":"netns-A"}"#, L);
-        assert_eq!(id, json!(2));
-        let Op::Create(spec) = op.unwrap() else {
+        let d = decode(br#"{"id":2,"op":"create","name":"netns-A"}"#, L);
+        assert_eq!(d.id, json!(2));
+        assert_eq!(d.op_name, "create");
+        let Op::Create(spec) = d.op.unwrap() else {
             panic!()
         };
         assert!(spec.nat);
@@ -268,11 +290,14 @@ mod tests {
 
     #[test]
     fn ids_are_echoed_even_on_error() {
-        let (id, r) = decode(br#"{"id":"x-1","op":"nope"}"#, L);
-        assert_eq!(id, json!("x-1"));
-        assert_eq!(r.unwrap_err().code, ErrorCode::BadRequest);
-        let (id, _) = decode(b"not json", L);
-        assert_eq!(id, Value::Null);
+        let d = decode(br#"{"id":"x-1","op":"nope"}"#, L);
+        assert_eq!(d.id, json!("x-1"));
+        assert_eq!(d.op_name, "invalid");
+        assert_eq!(d.op.unwrap_err().code, ErrorCode::BadRequest);
+        let d = decode(b"not json", L);
+        assert_eq!(d.id, Value::Null);
+        let d = decode(br#"{"op":"create","name":"a/b"}"#, L);
+        assert_eq!(d.op_name, "create");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use crate::executor::{Command, Reply};
 use crate::protocol::{self, ApiError, ErrorCode, Limits, Op, MAX_LINE};
 use crossbeam_channel::{Sender, TrySendError};
+use metrics::Metrics;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 #[derive(Clone)]
 pub struct Front {
+    pub metrics: Arc<Metrics>,
     pub queue: Sender<Command>,
     pub limits: Limits,
     /// How long a request may wait for room in a full queue before it is answered `busy`.
@@ -78,7 +80,27 @@ async fn read_line(
     }
 }
 
+/// Counts a connection while it is open.
+struct Open(Arc<Metrics>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.socket_connections.dec();
+    }
+}
+
+/// Counts an answered command.
+fn observe(m: &Metrics, op: &str, r: &Reply, since: Instant) {
+    let outcome = r.as_ref().err().map_or("ok", |e| e.code.as_str());
+    m.commands_total.with_label_values(&[op, outcome]).inc();
+    m.command_duration_seconds
+        .with_label_values(&[op])
+        .observe(since.elapsed().as_secs_f64());
+}
+
 async fn connection(stream: UnixStream, front: Front) {
+    front.metrics.socket_connections.inc();
+    let _open = Open(front.metrics.clone());
     let (rd, wr) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
     let writer = tokio::spawn(async move {
@@ -101,6 +123,11 @@ async fn connection(stream: UnixStream, front: Front) {
         match read_line(&mut rd, &mut buf).await {
             Ok(Line::Eof) | Err(_) => break,
             Ok(Line::TooLong) => {
+                front
+                    .metrics
+                    .socket_rejected_total
+                    .with_label_values(&["line_too_long"])
+                    .inc();
                 let err = Err(ApiError::new(
                     ErrorCode::BadRequest,
                     format!("request line longer than {MAX_LINE} bytes; closing the connection"),
@@ -113,11 +140,14 @@ async fn connection(stream: UnixStream, front: Front) {
         if buf.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        let (id, op) = protocol::decode(&buf, front.limits);
+        let arrived = Instant::now();
+        let protocol::Decoded { id, op_name, op } = protocol::decode(&buf, front.limits);
         let op = match op {
             Ok(op) => op,
             Err(e) => {
-                if out_tx.send(line(&id, &Err(e))).await.is_err() {
+                let r = Err(e);
+                observe(&front.metrics, op_name, &r, arrived);
+                if out_tx.send(line(&id, &r)).await.is_err() {
                     break;
                 }
                 continue;
@@ -125,6 +155,7 @@ async fn connection(stream: UnixStream, front: Front) {
         };
         if op == Op::Ping {
             let r = Ok(json!({ "version": env!("CARGO_PKG_VERSION") }));
+            observe(&front.metrics, "ping", &r, arrived);
             if out_tx.send(line(&id, &r)).await.is_err() {
                 break;
             }
@@ -133,10 +164,9 @@ async fn connection(stream: UnixStream, front: Front) {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };
-        let op_name = op.name();
-        let arrived = Instant::now();
         let (reply_tx, reply_rx) = oneshot::channel();
         let out = out_tx.clone();
+        let m = front.metrics.clone();
         let queued = enqueue(
             &front,
             Command {
@@ -157,6 +187,7 @@ async fn connection(stream: UnixStream, front: Front) {
             };
             let _ = out.send(line(&id, &r)).await;
             drop(permit);
+            observe(&m, op_name, &r, arrived);
             tracing::debug!(
                 id = %id,
                 op = op_name,
@@ -176,7 +207,10 @@ async fn enqueue(front: &Front, mut cmd: Command) -> Result<(), ApiError> {
     let mut pause = Duration::from_micros(200);
     loop {
         match front.queue.try_send(cmd) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                front.metrics.queue_depth.set(front.queue.len() as i64);
+                return Ok(());
+            }
             Err(TrySendError::Disconnected(_)) => {
                 return Err(ApiError::new(ErrorCode::Internal, "executor is gone"))
             }

@@ -308,7 +308,8 @@ pub fn flat_floor(opts: &Opts) -> anyhow::Result<Value> {
     use nsagent::model::{Namespace, NamespaceSpec, Subnet};
     let links0 = link_count()?;
     let dir = nsagent::netns::NetnsDir::prepare(Path::new("/run/netns"))?;
-    let mut drv = KernelDriver::new(dir, "floor".into())?;
+    let metrics = std::sync::Arc::new(metrics::Metrics::new("bench", "bench")?);
+    let mut drv = KernelDriver::new(dir, "floor".into(), metrics)?;
     drv.keep_ipv6_autoconf = true;
     let spec = nft::TableSpec::new("floor", true);
     drv.nft_socket()

@@ -38,10 +38,11 @@ pub struct Metrics {
     pub nft_elements: IntGauge,
     pub nft_rules: IntGauge,
     pub namespaces: IntGauge,
-    pub pool_addresses_total: IntGauge,
+    pub pool_addresses: IntGauge,
     pub pool_addresses_free: IntGauge,
     pub socket_connections: IntGauge,
     pub socket_rejected_total: IntCounterVec,
+    pub recovery_total: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -115,8 +116,8 @@ impl Metrics {
             ))?,
             nft_rules: IntGauge::with_opts(opts("nft_rules", "Rules in the agent's table."))?,
             namespaces: IntGauge::with_opts(opts("namespaces", "Live managed namespaces."))?,
-            pool_addresses_total: IntGauge::with_opts(opts(
-                "pool_addresses_total",
+            pool_addresses: IntGauge::with_opts(opts(
+                "pool_addresses",
                 "Addresses in the pool.",
             ))?,
             pool_addresses_free: IntGauge::with_opts(opts(
@@ -134,6 +135,13 @@ impl Metrics {
                 ),
                 &["reason"],
             )?,
+            recovery_total: IntCounterVec::new(
+                opts(
+                    "recovery_total",
+                    "Kernel state reconciled: adopted (whole at start-up), removed (half-built at start-up), external (deleted by someone else, rest cleaned up).",
+                ),
+                &["action"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -149,10 +157,11 @@ impl Metrics {
         r.register(Box::new(m.nft_elements.clone()))?;
         r.register(Box::new(m.nft_rules.clone()))?;
         r.register(Box::new(m.namespaces.clone()))?;
-        r.register(Box::new(m.pool_addresses_total.clone()))?;
+        r.register(Box::new(m.pool_addresses.clone()))?;
         r.register(Box::new(m.pool_addresses_free.clone()))?;
         r.register(Box::new(m.socket_connections.clone()))?;
         r.register(Box::new(m.socket_rejected_total.clone()))?;
+        r.register(Box::new(m.recovery_total.clone()))?;
         let build = IntGaugeVec::new(
             opts("build_info", "Build information; always 1."),
             &["version", "commit"],

@@ -385,3 +385,50 @@ impl Client {
         r
     }
 }
+
+impl Sandbox {
+    /// One HTTP/1.1 request to 127.0.0.1:`port` inside the sandbox's network namespace, from a
+    /// thread of this process that joins it: (status, body).
+    pub fn http(&self, method: &str, port: u16, path: &str) -> (u16, String) {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let (pid, method, path) = (self.pid, method.to_string(), path.to_string());
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("sandbox netns");
+            // SAFETY: setns on this thread only, with an fd we hold open.
+            let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns into the sandbox");
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            write!(
+                s,
+                "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            )
+            .expect("send");
+            let mut out = String::new();
+            s.read_to_string(&mut out).expect("read");
+            let status: u16 = out
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or_else(|| panic!("bad response: {out}"));
+            let body = out
+                .split_once("\r\n\r\n")
+                .map(|x| x.1.to_string())
+                .unwrap_or_default();
+            (status, body)
+        })
+        .join()
+        .expect("http thread")
+    }
+
+    /// The value of one sample (exact name with labels) in the agent's exposition.
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        let (_, body) = self.http("GET", 9477, "/metrics");
+        body.lines().find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse().ok()).flatten()
+        })
+    }
+}
