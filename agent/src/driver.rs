@@ -201,7 +201,19 @@ impl KernelDriver {
         }
         // A netns marked as ours (lo's alias) whose veth never came: a crash mid-create.
         for (name, nsfs) in files {
-            if !nsfs || claimed.contains(&name) {
+            if claimed.contains(&name) {
+                continue;
+            }
+            if !nsfs {
+                // A crash between creating the file (our name lock) and mounting the namespace
+                // onto it leaves an empty plain file: not a namespace, but it blocks the name.
+                let path = self.netns.path(&name);
+                let empty = std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == 0);
+                if empty && crate::model::validate_name(&name).is_ok() {
+                    tracing::info!(name, "removing an empty netns file left by a crash");
+                    let _ = std::fs::remove_file(&path);
+                    out.removed.push(name);
+                }
                 continue;
             }
             let mark = format!("{}{name}", recover::ALIAS_PREFIX);

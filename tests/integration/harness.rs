@@ -432,3 +432,24 @@ impl Sandbox {
         })
     }
 }
+
+impl Sandbox {
+    /// `kill -9` the agent: no chance to clean up anything.
+    pub fn kill_agent(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Names, subnets and nat flags the agent reports.
+    pub fn listed(&self) -> std::collections::BTreeMap<String, Value> {
+        let mut c = self.client();
+        c.ok(json!({"op":"list"}))["namespaces"]
+            .as_array()
+            .expect("namespaces")
+            .iter()
+            .map(|n| (n["name"].as_str().unwrap_or("").to_string(), n.clone()))
+            .collect()
+    }
+}

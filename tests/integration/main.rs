@@ -3,6 +3,7 @@
 
 mod harness;
 mod metrics;
+mod recovery;
 
 use harness::*;
 use serde_json::{json, Value};
