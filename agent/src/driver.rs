@@ -64,6 +64,8 @@ pub trait Driver {
     fn delete_link(&mut self, ifindex: u32);
     /// Names whose netns file disappeared (someone ran `ip netns del`) since the last call.
     fn gone_netns(&mut self) -> Vec<String>;
+    /// Removes the agent's table (shutdown with --cleanup-on-exit).
+    fn delete_table(&mut self);
 }
 
 /// The peer's ifindex inside its fresh namespace, where loopback is always 1.
@@ -508,6 +510,14 @@ impl Driver for KernelDriver {
 
     fn gone_netns(&mut self) -> Vec<String> {
         self.netns.deleted()
+    }
+
+    fn delete_table(&mut self) {
+        let r = nft::Transaction::delete_table(&self.table)
+            .and_then(|tx| self.nft.run_all_or_nothing(tx));
+        if let Err(e) = r {
+            tracing::warn!(table = %self.table, error = %e, "delete table");
+        }
     }
 
     fn link_exists(&mut self, ifindex: u32) -> bool {

@@ -42,6 +42,8 @@ pub struct Limits {
     /// Namespaces whose host link the kernel has not freed yet. Above this, new work waits:
     /// churn must not outrun the kernel's clean-up.
     pub max_pending: usize,
+    /// At shutdown, remove every namespace in one final batch and delete the table.
+    pub cleanup_on_exit: bool,
 }
 
 /// A host link that is dying: everything it used stays reserved until the kernel removes it.
@@ -183,7 +185,29 @@ impl<D: Driver> Executor<D> {
             self.process(&mut batch);
             self.update_gauges();
         }
+        if self.limits.cleanup_on_exit {
+            self.cleanup_all();
+        }
         tracing::info!("command queue closed; executor stops");
+    }
+
+    /// Removes everything the agent made, in one batch, then the table.
+    fn cleanup_all(&mut self) {
+        let mut batch: VecDeque<Command> = self
+            .live
+            .keys()
+            .map(|name| Command {
+                op: Op::Delete { name: name.clone() },
+                reply: oneshot::channel().0,
+            })
+            .collect();
+        let n = batch.len();
+        self.process(&mut batch);
+        self.driver.delete_table();
+        tracing::info!(
+            namespaces = n,
+            "cleanup on exit: removed every namespace and the table"
+        );
     }
 
     /// Processes a batch in segments that keep sequential semantics: a segment ends before a
@@ -672,6 +696,7 @@ mod tests {
         fn gone_netns(&mut self) -> Vec<String> {
             vec![]
         }
+        fn delete_table(&mut self) {}
     }
 
     fn executor(pool: &str) -> Executor<Fake> {
@@ -687,6 +712,7 @@ mod tests {
         let limits = Limits {
             max_batch: 64,
             max_pending: 100,
+            cleanup_on_exit: false,
         };
         let metrics = Arc::new(Metrics::new("test", "test").unwrap());
         Executor::new(

@@ -57,6 +57,21 @@ struct RunArgs {
     /// Capacity of the command queue.
     #[arg(long, env = "NSAGENT_QUEUE_CAPACITY", default_value_t = 4096)]
     queue_capacity: usize,
+    /// Mode of the socket file (octal).
+    #[arg(long, env = "NSAGENT_SOCKET_MODE", default_value = "0660")]
+    socket_mode: String,
+    /// Group owning the socket file (name or number); its members may connect.
+    #[arg(long, env = "NSAGENT_SOCKET_GROUP")]
+    socket_group: Option<String>,
+    /// Uids allowed to talk to the agent besides root (comma-separated).
+    #[arg(long, env = "NSAGENT_ALLOW_UID", value_delimiter = ',')]
+    allow_uid: Vec<u32>,
+    /// Gids (the peer's primary group) allowed to talk to the agent (comma-separated).
+    #[arg(long, env = "NSAGENT_ALLOW_GID", value_delimiter = ',')]
+    allow_gid: Vec<u32>,
+    /// On SIGTERM/SIGINT, remove every namespace the agent made and its table.
+    #[arg(long, env = "NSAGENT_CLEANUP_ON_EXIT")]
+    cleanup_on_exit: bool,
     /// Address of the HTTP endpoint (/metrics, /healthz, /readyz); `off` disables it.
     #[arg(long, env = "NSAGENT_METRICS_ADDR", default_value = "127.0.0.1:9477")]
     metrics_addr: String,
@@ -130,14 +145,26 @@ fn default_route_interface() -> anyhow::Result<Option<String>> {
 
 /// Creates the socket's directory (root-only writable) and binds, refusing to steal the socket
 /// of an agent that is still alive.
-fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+fn bind_socket(
+    path: &Path,
+    mode: u32,
+    group: Option<u32>,
+) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(dir)
             .with_context(|| format!("create {}", dir.display()))?;
+        // Only root may be able to replace the socket.
+        let meta = std::fs::metadata(dir)?;
+        if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            bail!(
+                "refusing to serve in {}: it must be owned by root and writable only by root",
+                dir.display()
+            );
+        }
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -148,7 +175,9 @@ fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> 
     }
     let listener = std::os::unix::net::UnixListener::bind(path)
         .with_context(|| format!("bind {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    std::os::unix::fs::chown(path, Some(0), group)
+        .with_context(|| format!("chown {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     listener.set_nonblocking(true)?;
     Ok(listener)
 }
@@ -214,6 +243,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let limits = executor::Limits {
         max_batch: args.max_batch as usize,
         max_pending: 4096,
+        cleanup_on_exit: args.cleanup_on_exit,
     };
     let netns_dir = args.netns_dir.clone();
     let table = args.table.clone();
@@ -276,7 +306,32 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     ready_rx
         .recv()
         .context("executor thread died during start-up")??;
-    let listener = bind_socket(&args.socket)?;
+    let mode = u32::from_str_radix(args.socket_mode.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .with_context(|| {
+            format!(
+                "--socket-mode {:?}: expected octal like 0660",
+                args.socket_mode
+            )
+        })?;
+    let group = match &args.socket_group {
+        None => None,
+        Some(g) => Some(match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => nix::unistd::Group::from_name(g)
+                .ok()
+                .flatten()
+                .map(|gr| gr.gid.as_raw())
+                .with_context(|| format!("--socket-group {g:?}: no such group"))?,
+        }),
+    };
+    let listener = bind_socket(&args.socket, mode, group)?;
+    let mut access = server::Access {
+        uids: args.allow_uid.clone(),
+        gids: args.allow_gid.clone(),
+    };
+    access.gids.extend(group);
     ready.store(true, Ordering::Release);
     tracing::info!(
         socket = %args.socket.display(),
@@ -295,19 +350,34 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         queue_wait: Duration::from_secs(2),
         max_in_flight: 4096,
+        idle: Duration::from_secs(300),
     };
     rt.block_on(async {
         let listener = tokio::net::UnixListener::from_std(listener)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let serving = tokio::spawn(server::serve(
+            listener,
+            front,
+            access,
+            stop_rx,
+            Duration::from_secs(30),
+        ));
         tokio::select! {
-            _ = server::serve(listener, front) => {}
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
         }
+        // Stop accepting; answer what was sent; then the queue closes and the executor ends.
+        let _ = stop_tx.send(true);
+        let _ = serving.await;
         anyhow::Ok(())
     })?;
     let _ = std::fs::remove_file(&args.socket);
-    // Namespaces stay: they are the host's workload. Leave the executor to the process exit.
-    drop(executor);
+    // Namespaces stay (they are the host's workload) unless --cleanup-on-exit; either way the
+    // executor finishes what is queued first.
+    if executor.join().is_err() {
+        bail!("executor thread panicked");
+    }
+    tracing::info!("stopped");
     Ok(())
 }

@@ -21,6 +21,7 @@ pub enum ErrorCode {
     Busy,
     Kernel,
     Internal,
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -36,6 +37,7 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::Kernel => "kernel",
             ErrorCode::Internal => "internal",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

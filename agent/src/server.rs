@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 #[derive(Clone)]
 pub struct Front {
@@ -22,21 +22,74 @@ pub struct Front {
     pub queue_wait: Duration,
     /// Requests one connection may have in flight; past it, the connection is not read.
     pub max_in_flight: usize,
+    /// A connection that sends no complete line for this long is closed (after its answers).
+    pub idle: Duration,
 }
 
-pub async fn serve(listener: UnixListener, front: Front) {
+/// Who may talk to the agent, besides root (always allowed).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub uids: Vec<u32>,
+    pub gids: Vec<u32>,
+}
+
+impl Access {
+    fn allows(&self, uid: u32, gid: u32) -> bool {
+        uid == 0 || self.uids.contains(&uid) || self.gids.contains(&gid)
+    }
+}
+
+/// Serves until `stop` fires; then stops accepting, lets every connection finish what it has
+/// already sent (each request still gets its answer), and returns once they are all done (or
+/// after `drain` at most).
+pub async fn serve(
+    listener: UnixListener,
+    front: Front,
+    access: Access,
+    mut stop: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let mut conns = tokio::task::JoinSet::new();
     loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let front = front.clone();
-                tokio::spawn(async move { connection(stream, front).await });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let cred = stream.peer_cred().ok();
+                    let allowed = cred.is_some_and(|c| access.allows(c.uid(), c.gid()));
+                    if !allowed {
+                        front.metrics.socket_rejected_total.with_label_values(&["peer_credentials"]).inc();
+                        tracing::warn!(uid = ?cred.map(|c| c.uid()), "connection refused: peer not allowed");
+                        tokio::spawn(refuse(stream));
+                        continue;
+                    }
+                    let front = front.clone();
+                    let stop = stop.clone();
+                    conns.spawn(async move { connection(stream, front, stop).await });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         }
+        // Reap finished connection tasks as we go.
+        while conns.try_join_next().is_some() {}
     }
+    drop(listener);
+    let _ = tokio::time::timeout(drain, async { while conns.join_next().await.is_some() {} }).await;
+}
+
+async fn refuse(mut stream: UnixStream) {
+    let err = Err(ApiError::new(
+        ErrorCode::Forbidden,
+        "peer credentials not allowed (see --allow-uid / --allow-gid)",
+    ));
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(&line(&Value::Null, &err)),
+    )
+    .await;
 }
 
 enum Line {
@@ -98,7 +151,7 @@ fn observe(m: &Metrics, op: &str, r: &Reply, since: Instant) {
         .observe(since.elapsed().as_secs_f64());
 }
 
-async fn connection(stream: UnixStream, front: Front) {
+async fn connection(stream: UnixStream, front: Front, mut stop: watch::Receiver<bool>) {
     front.metrics.socket_connections.inc();
     let _open = Open(front.metrics.clone());
     let (rd, wr) = stream.into_split();
@@ -120,7 +173,17 @@ async fn connection(stream: UnixStream, front: Front) {
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let mut buf = Vec::with_capacity(1024);
     loop {
-        match read_line(&mut rd, &mut buf).await {
+        let next = tokio::select! {
+            _ = stop.changed() => break,
+            next = tokio::time::timeout(front.idle, read_line(&mut rd, &mut buf)) => match next {
+                Ok(next) => next,
+                Err(_) => {
+                    front.metrics.socket_rejected_total.with_label_values(&["idle"]).inc();
+                    break;
+                }
+            },
+        };
+        match next {
             Ok(Line::Eof) | Err(_) => break,
             Ok(Line::TooLong) => {
                 front
