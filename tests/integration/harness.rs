@@ -169,9 +169,36 @@ impl Sandbox {
         (out.status.success(), text)
     }
 
+    /// Runs an oracle that prints JSON on stdout. Dumps interrupted by concurrent changes
+    /// (iproute2 warns "Dump was interrupted") are retried, not trusted.
     pub fn json(&self, script: &str) -> Value {
-        let out = self.sh(script);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{script}: not JSON ({e}): {out}"))
+        for _ in 0..20 {
+            let out = Command::new("nsenter")
+                .args([
+                    "-t",
+                    &self.pid.to_string(),
+                    "-m",
+                    "-n",
+                    "--",
+                    "sh",
+                    "-c",
+                    script,
+                ])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run nsenter");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if stderr.contains("interrupted") {
+                continue;
+            }
+            assert!(out.status.success(), "command failed: {script}\n{stderr}");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            return serde_json::from_str(&stdout).unwrap_or_else(|e| {
+                let head: String = stdout.chars().take(300).collect();
+                panic!("{script}: not JSON ({e}): {head}")
+            });
+        }
+        panic!("{script}: dump kept being interrupted");
     }
 
     pub fn client(&self) -> Client {
