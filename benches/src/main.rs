@@ -245,6 +245,12 @@ fn print_table(report: &Value) {
             f(&a["lone"]["latency_ms"]["p99"]),
         );
         println!(
+            "nsagent while scraped every 100 ms ({} scrapes): {:.0} creates/s = {:.2}x the unscraped run",
+            a["scraped"]["scrapes"],
+            f(&a["scraped"]["creates_per_s"]),
+            f(&a["scraped"]["creates_per_s"]) / f(&a["creates_per_s"])
+        );
+        println!(
             "nsagent CPU during creates: user {:.2} s, sys {:.2} s (user/sys = {:.1}%); batch sizes: {}",
             f(&a["cpu"]["user_s"]),
             f(&a["cpu"]["sys_s"]),

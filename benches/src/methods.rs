@@ -207,6 +207,17 @@ fn open_loop(names: &[String], rate: u32) -> anyhow::Result<Vec<f64>> {
         .map_err(|_| anyhow::anyhow!("reader panicked"))?
 }
 
+/// One GET /metrics against the agent's default endpoint.
+fn scrape() -> anyhow::Result<usize> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect("127.0.0.1:9477")?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut body = Vec::new();
+    s.read_to_end(&mut body)?;
+    Ok(body.len())
+}
+
 fn link_count() -> anyhow::Result<usize> {
     sandbox::link_count(&mut nsagent::netlink::Rtnl::open()?)
 }
@@ -254,8 +265,40 @@ pub fn nsagent(opts: &Opts) -> anyhow::Result<Value> {
     for i in 0..opts.lone {
         call(json!({"op": "delete", "name": format!("l{i}")}))?;
     }
+    // The same creates again while a scraper reads /metrics every 100 ms: scraping must not
+    // slow churn down.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut scrapes = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if scrape().is_ok() {
+                    scrapes += 1;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            scrapes
+        })
+    };
+    let s_names: Vec<String> = (0..opts.n).map(|i| format!("s{i}")).collect();
+    let scraped = drive(split(&s_names, opts.clients, "create"), opts.window)?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let scrapes = scraper
+        .join()
+        .map_err(|_| anyhow::anyhow!("scraper panicked"))?;
+    ensure_ok(&scraped, "creates while scraped")?;
+    ensure_ok(
+        &drive(split(&s_names, opts.clients, "delete"), opts.window)?,
+        "deletes",
+    )?;
+    wait_links(links0, FREE_LIMIT)?;
     let rss = peak_rss_mib(agent.pid());
     Ok(json!({
+        "scraped": {
+            "creates_per_s": opts.n as f64 / scraped.elapsed.as_secs_f64(),
+            "scrapes": scrapes,
+        },
         "n": opts.n,
         "creates_per_s": opts.n as f64 / creates.elapsed.as_secs_f64(),
         "deletes_per_s": opts.n as f64 / gone.as_secs_f64(),
