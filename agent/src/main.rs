@@ -1,9 +1,12 @@
 //! The `nsagent` binary: configuration and start-up; the agent itself lives in the library.
+//! The client subcommands live in [`cli`].
+
+mod cli;
 
 use nsagent::{driver, executor, http, model, netlink, netns, pool, protocol, server};
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,6 +27,22 @@ struct Cli {
 enum Cmd {
     /// Run the agent.
     Run(RunArgs),
+    /// Create a namespace, or --count of them.
+    Add(cli::AddArgs),
+    /// Delete namespaces by name, or every one whose name has a --prefix.
+    Del(cli::DelArgs),
+    /// List the namespaces.
+    List(cli::ListArgs),
+    /// Show one namespace.
+    Show(cli::ShowArgs),
+    /// Show the agent's status.
+    Status(cli::StatusArgs),
+    /// Run a command inside a namespace's network namespace.
+    Exec(cli::ExecArgs),
+    /// Print a shell completion script.
+    Completions(cli::CompletionsArgs),
+    /// Print the man page (roff).
+    Man,
 }
 
 #[derive(Parser, Debug, Clone)]
@@ -91,6 +110,14 @@ fn main() {
                 std::process::exit(1);
             }
         }
+        Cmd::Add(a) => cli::exit(cli::add(a)),
+        Cmd::Del(a) => cli::exit(cli::del(a)),
+        Cmd::List(a) => cli::exit(cli::list(a)),
+        Cmd::Show(a) => cli::exit(cli::show(a)),
+        Cmd::Status(a) => cli::exit(cli::status(a)),
+        Cmd::Exec(a) => cli::exit(cli::exec(a)),
+        Cmd::Completions(a) => cli::exit(cli::completions(a, Cli::command())),
+        Cmd::Man => cli::exit(cli::man(Cli::command())),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary, the real kernel, inside throwaway sandboxes.
 //! They need root (CI runs as root) plus iproute2, nftables and socat.
 
+mod cli;
 mod harness;
 mod hostile;
 mod metrics;
