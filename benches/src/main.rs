@@ -163,6 +163,8 @@ fn orchestrate(opts: Opts) -> anyhow::Result<()> {
                 run("flat_nsagent", "flat-nsagent", &mut results)?;
             }
             "flat" => {}
+            // The agent alone at scale (e.g. `--flat 10000` for its memory at 10,000).
+            "flat-nsagent" => run("flat_nsagent", "flat-nsagent", &mut results)?,
             other => bail!("unknown method {other}"),
         }
     }
