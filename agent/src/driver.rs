@@ -156,6 +156,20 @@ fn pipeline(m: &Metrics, rtnl: &mut Rtnl, reqs: Vec<Request>) -> Vec<Result<(), 
     out
 }
 
+/// Turns IPv6 off on a host-side veth before it comes up. Why: even without addresses, an
+/// IPv6-enabled link adds a multicast route to the host's one IPv6 routing table and makes
+/// every link state change walk that whole table (fib6_ifup/fib6_ifdown under rtnl_lock, seen
+/// with perf): a per-namespace cost that grows with the number of namespaces. The host side
+/// only ever carries the namespace's IPv4 gateway address. procfs is the kernel's only switch
+/// for this per device (netlink's IFLA_INET6 attributes cannot set it).
+fn disable_ipv6(ifname: &str) {
+    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+    if let Err(e) = std::fs::write(&path, b"1") {
+        // No IPv6 in this kernel, or the device is already gone: nothing to save.
+        tracing::debug!(ifname, error = %e, "disable_ipv6");
+    }
+}
+
 fn link_set(index: u32) -> LinkMessageBuilder<LinkUnspec> {
     LinkUnspec::new_with_index(index)
 }
@@ -402,6 +416,13 @@ impl Driver for KernelDriver {
         // configuration of the pairs that were made. (Configuring by our chosen ifindex after a
         // failed create could touch somebody else's link; two rounds cost one round trip.)
         for round in 0..2 {
+            if round == 1 && !self.keep_ipv6_autoconf {
+                for (i, ns) in items.iter().enumerate() {
+                    if results[i].is_ok() {
+                        disable_ipv6(&ns.host_ifname);
+                    }
+                }
+            }
             let mut reqs = vec![];
             let mut owner = vec![];
             for (i, ns) in items.iter().enumerate() {
