@@ -2,11 +2,13 @@
 //! The client subcommands live in [`cli`].
 
 mod cli;
+mod config;
 
 use nsagent::{driver, executor, http, model, netlink, netns, pool, protocol, server};
 
 use anyhow::{bail, Context};
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -45,8 +47,26 @@ enum Cmd {
     Man,
 }
 
-#[derive(Parser, Debug, Clone)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum LogFormat {
+    /// Human-readable lines (colored on a terminal).
+    Text,
+    /// One JSON object per line (journald, Loki, ELK).
+    Json,
+}
+
+#[derive(Parser, Debug, Clone, serde::Serialize)]
 struct RunArgs {
+    /// Configuration file (TOML; keys are these flags' names with `_`). Precedence:
+    /// flag > environment > file > default. A missing default file is fine.
+    #[arg(long, env = "NSAGENT_CONFIG", default_value = config::DEFAULT_PATH)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Validate the configuration, print the effective one, and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    check_config: bool,
     /// Unix socket to serve the protocol on.
     #[arg(
         long,
@@ -97,13 +117,49 @@ struct RunArgs {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `nsagent=debug`.
     #[arg(long, env = "NSAGENT_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Log line format.
+    #[arg(long, env = "NSAGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// Parses the command line; for `run`, the config file fills in what flags and environment
+/// left at their defaults.
+fn parse() -> Cli {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let matches = Cli::command().get_matches_from(argv.clone());
+    if let Some(("run", run_matches)) = matches.subcommand() {
+        let cmd = Cli::command();
+        if let Some(run_cmd) = cmd.find_subcommand("run") {
+            match config::apply_file(argv, run_cmd, run_matches) {
+                Ok(argv) => return Cli::parse_from(argv),
+                Err(e) => {
+                    eprintln!("nsagent: {e:#}");
+                    std::process::exit(2);
+                }
+            }
+        }
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = parse();
     match cli.cmd {
+        Cmd::Run(args) if args.check_config => match validate(&args) {
+            Ok(()) => match toml::to_string(&args) {
+                Ok(t) => print!("{t}"),
+                Err(e) => {
+                    eprintln!("nsagent: {e}");
+                    std::process::exit(1);
+                }
+            },
+            Err(e) => {
+                eprintln!("nsagent: invalid configuration: {e:#}");
+                std::process::exit(1);
+            }
+        },
         Cmd::Run(args) => {
-            init_logging(&args.log_level);
+            init_logging(&args.log_level, args.log_format);
             if let Err(e) = run(args) {
                 tracing::error!("{e:#}");
                 eprintln!("nsagent: {e:#}");
@@ -121,13 +177,83 @@ fn main() {
     }
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => fmt.json().init(),
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+/// Checks everything that can be checked without touching the kernel.
+fn validate(args: &RunArgs) -> anyhow::Result<()> {
+    if !valid_table_name(&args.table) {
+        bail!("invalid --table {:?}: 1-64 of [A-Za-z0-9_-]", args.table);
+    }
+    let pool_net = model::Subnet::parse_pool(&args.pool).context("--pool")?;
+    pool::Pool::new(pool_net, args.prefix_len)
+        .with_context(|| format!("--pool {} cannot hold a /{}", args.pool, args.prefix_len))?;
+    if let Some(u) = args.uplink.as_deref().filter(|u| *u != "none") {
+        if model::validate_ifname(u).is_err() {
+            bail!("invalid --uplink {u:?}");
+        }
+    }
+    socket_mode(&args.socket_mode)?;
+    socket_group(args.socket_group.as_deref())?;
+    if args.metrics_addr != "off" {
+        args.metrics_addr
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| format!("--metrics-addr {:?}", args.metrics_addr))?;
+    }
+    tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("--log-level {:?}", args.log_level))?;
+    Ok(())
+}
+
+fn socket_mode(s: &str) -> anyhow::Result<u32> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .with_context(|| format!("--socket-mode {s:?}: expected octal like 0660"))
+}
+
+fn socket_group(g: Option<&str>) -> anyhow::Result<Option<u32>> {
+    let Some(g) = g else { return Ok(None) };
+    Ok(Some(match g.parse::<u32>() {
+        Ok(gid) => gid,
+        Err(_) => nix::unistd::Group::from_name(g)
+            .ok()
+            .flatten()
+            .map(|gr| gr.gid.as_raw())
+            .with_context(|| format!("--socket-group {g:?}: no such group"))?,
+    }))
+}
+
+/// Tells systemd (Type=notify) about our state, if it is listening.
+fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = (|| -> std::io::Result<()> {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::net::{SocketAddr, UnixDatagram};
+        let sock = UnixDatagram::unbound()?;
+        let addr = match path.as_bytes().strip_prefix(b"@") {
+            Some(name) => SocketAddr::from_abstract_name(name)?,
+            None => SocketAddr::from_pathname(&path)?,
+        };
+        sock.send_to_addr(state.as_bytes(), &addr)?;
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "sd_notify");
+    }
 }
 
 fn valid_table_name(t: &str) -> bool {
@@ -211,9 +337,7 @@ fn bind_socket(
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    if !valid_table_name(&args.table) {
-        bail!("invalid --table {:?}: 1-64 of [A-Za-z0-9_-]", args.table);
-    }
+    validate(&args)?;
     let pool_net = model::Subnet::parse_pool(&args.pool).context("--pool")?;
     let pool = pool::Pool::new(pool_net, args.prefix_len)
         .with_context(|| format!("--pool {} cannot hold a /{}", args.pool, args.prefix_len))?;
@@ -333,26 +457,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     ready_rx
         .recv()
         .context("executor thread died during start-up")??;
-    let mode = u32::from_str_radix(args.socket_mode.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o777)
-        .with_context(|| {
-            format!(
-                "--socket-mode {:?}: expected octal like 0660",
-                args.socket_mode
-            )
-        })?;
-    let group = match &args.socket_group {
-        None => None,
-        Some(g) => Some(match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => nix::unistd::Group::from_name(g)
-                .ok()
-                .flatten()
-                .map(|gr| gr.gid.as_raw())
-                .with_context(|| format!("--socket-group {g:?}: no such group"))?,
-        }),
-    };
+    let mode = socket_mode(&args.socket_mode)?;
+    let group = socket_group(args.socket_group.as_deref())?;
     let listener = bind_socket(&args.socket, mode, group)?;
     let mut access = server::Access {
         uids: args.allow_uid.clone(),
@@ -360,6 +466,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     access.gids.extend(group);
     ready.store(true, Ordering::Release);
+    sd_notify("READY=1");
     tracing::info!(
         socket = %args.socket.display(),
         netns_dir = %args.netns_dir.display(),
@@ -395,6 +502,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
         }
         // Stop accepting; answer what was sent; then the queue closes and the executor ends.
+        sd_notify("STOPPING=1");
         let _ = stop_tx.send(true);
         let _ = serving.await;
         anyhow::Ok(())

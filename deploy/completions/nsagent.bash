@@ -371,12 +371,16 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__run)
-            opts="-h --socket --netns-dir --uplink --pool --prefix-len --table --max-batch --queue-capacity --socket-mode --socket-group --allow-uid --allow-gid --cleanup-on-exit --metrics-addr --log-level --help"
+            opts="-h --config --check-config --socket --netns-dir --uplink --pool --prefix-len --table --max-batch --queue-capacity --socket-mode --socket-group --allow-uid --allow-gid --cleanup-on-exit --metrics-addr --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -431,6 +435,10 @@ _nsagent() {
                     ;;
                 --log-level)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 *)

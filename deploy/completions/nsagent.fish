@@ -36,6 +36,7 @@ complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "exec" -d 'Run a com
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "man" -d 'Print the man page (roff)'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l config -d 'Configuration file (TOML; keys are these flags\' names with `_`). Precedence: flag > environment > file > default. A missing default file is fine' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l socket -d 'Unix socket to serve the protocol on' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l netns-dir -d 'Directory of named network namespaces (as `ip netns` uses)' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l uplink -d 'Interface namespace traffic leaves through. Default: the default route\'s interface; `none`: any interface that is not a namespace\'s' -r
@@ -50,8 +51,11 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l allow-uid -d 'Ui
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l allow-gid -d 'Gids (the peer\'s primary group) allowed to talk to the agent (comma-separated)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l metrics-addr -d 'Address of the HTTP endpoint (/metrics, /healthz, /readyz); `off` disables it' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l log-level -d 'Log filter (tracing EnvFilter syntax), e.g. `info` or `nsagent=debug`' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l log-format -d 'Log line format' -r -f -a "text\t'Human-readable lines (colored on a terminal)'
+json\t'One JSON object per line (journald, Loki, ELK)'"
+complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l check-config -d 'Validate the configuration, print the effective one, and exit'
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l cleanup-on-exit -d 'On SIGTERM/SIGINT, remove every namespace the agent made and its table'
-complete -c nsagent -n "__fish_nsagent_using_subcommand run" -s h -l help -d 'Print help'
+complete -c nsagent -n "__fish_nsagent_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l count -d 'Create N namespaces named PREFIX0 .. PREFIX<N-1>, pipelined on one connection' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l prefix -d 'Name prefix of the namespaces --count creates' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l subnet -d 'Subnet a.b.c.d/len (default: allocated from the agent\'s pool)' -r

@@ -38,6 +38,7 @@ pub struct Sandbox {
     pub socket: PathBuf,
     agent: Option<Child>,
     pub extra_args: Vec<String>,
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Sandbox {
@@ -78,6 +79,7 @@ impl Sandbox {
             dir,
             agent: None,
             extra_args: vec![],
+            extra_env: vec![],
         };
         // unshare execs sleep once the namespaces exist: wait for that.
         let me = std::fs::read_link("/proc/self/ns/net").expect("own netns");
@@ -98,6 +100,7 @@ impl Sandbox {
             .arg(&self.socket)
             .args(["--pool", POOL])
             .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

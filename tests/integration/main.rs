@@ -5,6 +5,7 @@ mod cli;
 mod harness;
 mod hostile;
 mod metrics;
+mod ops;
 mod recovery;
 
 use harness::*;

@@ -249,3 +249,38 @@ fn kill_minus_nine_under_churn_loses_and_leaks_nothing() {
         );
     }
 }
+
+#[test]
+fn a_restart_with_a_thousand_namespaces_adopts_them_all() {
+    let mut sb = Sandbox::new();
+    let mut c = sb.client();
+    for i in 0..1000 {
+        c.send(json!({"op":"create","name":format!("t{i}"),"nat": i % 2 == 0}));
+    }
+    for _ in 0..1000 {
+        let r = c.recv().expect("response");
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    let before = sb.listed();
+    let links_before = sb.json("ip -j link show");
+    drop(c);
+    sb.kill_agent();
+    sb.start_agent();
+    assert_eq!(
+        sb.metric(r#"nsagent_recovery_total{action="adopted"}"#),
+        Some(1000.0)
+    );
+    assert_eq!(sb.listed(), before);
+    assert_eq!(
+        sb.json("ip -j link show"),
+        links_before,
+        "nothing re-created"
+    );
+    assert_eq!(sb.set_elems("ns_ifaces").len(), 1000);
+    assert_eq!(sb.set_elems("nat_saddrs").len(), 500);
+    // Creates and deletes work at once.
+    let mut c = sb.client();
+    c.ok(json!({"op":"delete","name":"t7"}));
+    c.ok(json!({"op":"create","name":"after"}));
+    assert_eq!(c.ok(json!({"op":"status"}))["namespaces"], 1000);
+}
