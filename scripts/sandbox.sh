@@ -11,17 +11,6 @@ mkdir -p "$sock_dir"
 if (($# == 0)); then
     set -- "$bin" run --socket "$sock_dir/nsagent.sock" --pool 100.64.0.0/16
 fi
-exec unshare --mount --net --propagation private bash -c '
-set -e
-mount -t tmpfs tmpfs /run
-mkdir -p /run/netns
-ip link set lo up
-ip netns add upstream
-ip link add uplink0 type veth peer name up0 netns upstream
-ip addr add 198.18.0.1/30 dev uplink0
-ip link set uplink0 up
-ip -n upstream addr add 198.18.0.2/30 dev up0
-ip -n upstream link set up0 up
-ip -n upstream link set lo up
-ip route add default via 198.18.0.2
-exec "$@"' sandbox "$@"
+net_setup=$(cat "$(dirname "$0")/sandbox-net.sh")
+exec unshare --mount --net --propagation private bash -c "$net_setup
+"'exec "$@"' sandbox "$@"

@@ -16,20 +16,7 @@ pub const UPLINK_ADDR: &str = "198.18.0.1";
 pub const UPSTREAM_ADDR: &str = "198.18.0.2";
 pub const POOL: &str = "100.64.0.0/16";
 
-const SETUP: &str = r#"
-set -e
-mount -t tmpfs tmpfs /run
-mkdir -p /run/netns
-ip link set lo up
-ip netns add upstream
-ip link add uplink0 type veth peer name up0 netns upstream
-ip addr add 198.18.0.1/30 dev uplink0
-ip link set uplink0 up
-ip -n upstream addr add 198.18.0.2/30 dev up0
-ip -n upstream link set up0 up
-ip -n upstream link set lo up
-ip route add default via 198.18.0.2
-"#;
+const SETUP: &str = include_str!("../../scripts/sandbox-net.sh");
 
 pub struct Sandbox {
     holder: Child,

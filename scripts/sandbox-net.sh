@@ -1,0 +1,16 @@
+# The sandbox's network, run inside a fresh mount+network namespace: a private /run (so
+# /run/netns is the sandbox's own), and an "upstream" namespace behind an uplink veth that plays
+# the host's upstream (198.18.0.1 here, 198.18.0.2 upstream, default route through it).
+# Shared by scripts/sandbox.sh, the integration tests and the benchmark.
+set -e
+mount -t tmpfs tmpfs /run
+mkdir -p /run/netns
+ip link set lo up
+ip netns add upstream
+ip link add uplink0 type veth peer name up0 netns upstream
+ip addr add 198.18.0.1/30 dev uplink0
+ip link set uplink0 up
+ip -n upstream addr add 198.18.0.2/30 dev up0
+ip -n upstream link set up0 up
+ip -n upstream link set lo up
+ip route add default via 198.18.0.2
