@@ -213,6 +213,7 @@ impl<D: Driver> Executor<D> {
     /// Processes a batch in segments that keep sequential semantics: a segment ends before a
     /// command that touches a name already touched in it, and before a read that follows a write.
     pub fn process(&mut self, batch: &mut VecDeque<Command>) {
+        let _span = tracing::debug_span!("batch", commands = batch.len()).entered();
         while !batch.is_empty() {
             let mut names: HashSet<String> = HashSet::new();
             let mut writes = false;
