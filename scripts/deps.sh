@@ -3,7 +3,7 @@
 # prometheus (for promtool and the end-to-end scrape test) is installed without starting its
 # service: the tests run their own Prometheus inside a sandbox.
 set -euo pipefail
-pkgs=(libnftnl-dev libmnl-dev pkg-config nftables iproute2 conntrack socat iputils-ping util-linux procps systemd prometheus)
+pkgs=(libnftnl-dev libmnl-dev pkg-config nftables iproute2 conntrack socat iputils-ping util-linux procps systemd python3-yaml prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -143,3 +143,44 @@ fn systemd_unit_verifies() {
         "warnings about the unit: {text}"
     );
 }
+
+#[test]
+fn kubernetes_manifests_are_well_formed() {
+    // No cluster and no kubeconform here: parse the manifests and check the fields the agent
+    // depends on (a structural check, not a full schema validation).
+    let root = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/kubernetes/daemonset.yaml"
+    );
+    let script = r#"
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+kinds = {d["kind"]: d for d in docs}
+ds = kinds["DaemonSet"]
+assert ds["apiVersion"] == "apps/v1"
+assert ds["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
+pod = ds["spec"]["template"]["spec"]
+assert pod["hostNetwork"] is True
+c = pod["containers"][0]
+assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+mounts = {m["name"]: m for m in c["volumeMounts"]}
+assert mounts["netns"]["mountPath"] == "/run/netns"
+assert mounts["netns"]["mountPropagation"] == "Bidirectional"
+assert c["securityContext"]["privileged"] is True  # required by Bidirectional propagation
+vols = {v["name"]: v for v in pod["volumes"]}
+assert set(mounts) <= set(vols)
+ann = ds["spec"]["template"]["metadata"]["annotations"]
+assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == "9477"
+print("ok")
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, root])
+        .output()
+        .expect("python3 (apt-get install python3-yaml)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
