@@ -184,3 +184,38 @@ print("ok")
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn readme_documents_every_run_flag_and_metric() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let help = Command::new(BIN)
+        .args(["run", "--help"])
+        .output()
+        .expect("nsagent run --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    let flags: Vec<&str> = help
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-'))
+        .filter(|w| !matches!(*w, "--help" | "--check-config"))
+        .collect();
+    assert!(flags.len() > 10, "{help}");
+    for f in flags {
+        assert!(
+            readme.contains(&format!("`{f}`")),
+            "README's flag table lacks {f}"
+        );
+    }
+    // Every metric the agent exports is documented.
+    let docs = std::fs::read_to_string(format!("{root}/docs/metrics.md")).unwrap();
+    let sb = Sandbox::new();
+    let (_, body) = sb.http("GET", 9477, "/metrics");
+    for line in body.lines().filter(|l| l.starts_with("# TYPE nsagent_")) {
+        let name = line.split_whitespace().nth(2).unwrap();
+        assert!(
+            docs.contains(&format!("`{name}`")),
+            "docs/metrics.md lacks {name}"
+        );
+    }
+}
