@@ -94,7 +94,7 @@ impl Sandbox {
             .spawn()
             .expect("spawn agent");
         self.agent = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if UnixStream::connect(&self.socket).is_ok() {
                 return;
@@ -117,7 +117,7 @@ impl Sandbox {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
                 .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(30);
             while c.try_wait().ok().flatten().is_none() {
                 if Instant::now() > deadline {
                     let _ = c.kill();
@@ -273,9 +273,10 @@ impl Sandbox {
         )
     }
 
-    /// Waits until `f` holds (kernel clean-up is asynchronous), panicking after 10 s.
+    /// Waits until `f` holds (kernel clean-up is asynchronous, and slower while other tests'
+    /// sandboxes are being freed), panicking after 30 s.
     pub fn wait_until(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !f() {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(20));
