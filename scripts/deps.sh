@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Installs the system packages nsagent needs to build and test on Debian (run as root).
-# prometheus (for promtool and the end-to-end scrape test) is installed without starting its
-# service: the tests run their own Prometheus inside a sandbox.
+# Installs the system packages nsagent needs to build and test on Debian (run as root); the
+# list is scripts/debian-packages.txt. prometheus (for promtool and the end-to-end scrape test)
+# is installed without starting its service: the tests run their own inside a sandbox.
 set -euo pipefail
-pkgs=(libnftnl-dev libmnl-dev pkg-config nftables iproute2 conntrack socat iputils-ping util-linux procps systemd python3-yaml prometheus)
+cd "$(dirname "$0")"
 missing=()
-for p in "${pkgs[@]}"; do
+while read -r p; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
+done < debian-packages.txt
 if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     made_policy=0
