@@ -415,6 +415,19 @@ impl Driver for KernelDriver {
         // Host side, two pipelined rounds on the host socket: first every veth pair, then the
         // configuration of the pairs that were made. (Configuring by our chosen ifindex after a
         // failed create could touch somebody else's link; two rounds cost one round trip.)
+        // Each namespace's host requests, built once: [create] for round 0, the rest for round 1.
+        let mut rounds: Vec<[Vec<(Request, &'static str)>; 2]> = items
+            .iter()
+            .zip(&made)
+            .map(|(ns, m)| match m {
+                Some(m) => {
+                    let mut create = Self::host_requests(ns, m, self.keep_ipv6_autoconf);
+                    let rest = create.split_off(1);
+                    [create, rest]
+                }
+                None => [vec![], vec![]],
+            })
+            .collect();
         for round in 0..2 {
             if round == 1 && !self.keep_ipv6_autoconf {
                 for (i, ns) in items.iter().enumerate() {
@@ -425,11 +438,9 @@ impl Driver for KernelDriver {
             }
             let mut reqs = vec![];
             let mut owner = vec![];
-            for (i, ns) in items.iter().enumerate() {
-                if let (Some(m), Ok(())) = (&made[i], &results[i]) {
-                    let mut all = Self::host_requests(ns, m, self.keep_ipv6_autoconf);
-                    let rest = all.split_off(1);
-                    for r in if round == 0 { all } else { rest } {
+            for (i, per_round) in rounds.iter_mut().enumerate() {
+                if results[i].is_ok() {
+                    for r in std::mem::take(&mut per_round[round]) {
                         owner.push(i);
                         reqs.push(r);
                     }

@@ -259,13 +259,6 @@ impl<D: Driver> Executor<D> {
         }
     }
 
-    fn uses_subnet(&self, s: Subnet) -> bool {
-        match self.subnets.range(..=s.end()).next_back() {
-            Some((_, end)) => *end >= s.start(),
-            None => false,
-        }
-    }
-
     fn reserve(&mut self, ns: &Namespace) {
         self.subnets.insert(ns.subnet.start(), ns.subnet.end());
         self.pool.mark(ns.subnet);
@@ -329,7 +322,7 @@ impl<D: Driver> Executor<D> {
         }
         let subnet = match spec.subnet {
             Some(s) => {
-                if self.uses_subnet(s) {
+                if overlaps(&self.subnets, s) {
                     return Err(ApiError::new(
                         ErrorCode::SubnetInUse,
                         format!("subnet {s} overlaps one in use"),
@@ -339,20 +332,18 @@ impl<D: Driver> Executor<D> {
             }
             None => {
                 let subnets = &self.subnets;
-                let used = |s: Subnet| match subnets.range(..=s.end()).next_back() {
-                    Some((_, end)) => *end >= s.start(),
-                    None => false,
-                };
-                self.pool.allocate(|s| !used(s)).ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::PoolExhausted,
-                        format!(
-                            "no free /{} left in {}",
-                            self.pool.slot_prefix(),
-                            self.info.pool
-                        ),
-                    )
-                })?
+                self.pool
+                    .allocate(|s| !overlaps(subnets, s))
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::PoolExhausted,
+                            format!(
+                                "no free /{} left in {}",
+                                self.pool.slot_prefix(),
+                                self.info.pool
+                            ),
+                        )
+                    })?
             }
         };
         let ns = Namespace::plan(spec, subnet, &self.info.netns_dir);
@@ -593,6 +584,15 @@ impl<D: Driver> Executor<D> {
         }
         Value::Object(m)
     }
+}
+
+/// Whether `s` overlaps a subnet in use (start -> end, non-overlapping): only the one with the
+/// greatest start at or below `s`'s end can, so this is O(log n).
+fn overlaps(subnets: &BTreeMap<u32, u32>, s: Subnet) -> bool {
+    subnets
+        .range(..=s.end())
+        .next_back()
+        .is_some_and(|(_, end)| *end >= s.start())
 }
 
 fn not_found(name: &str) -> ApiError {

@@ -4,7 +4,7 @@
 mod cli;
 mod config;
 
-use nsagent::{driver, executor, http, model, netlink, netns, pool, protocol, server};
+use nsagent::{driver, executor, http, model, netlink, netns, pool, protocol, recover, server};
 
 use anyhow::{bail, Context};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -265,35 +265,14 @@ fn valid_table_name(t: &str) -> bool {
 
 /// The default route's interface, found with a route dump.
 fn default_route_interface() -> anyhow::Result<Option<String>> {
-    use netlink_packet_route::link::{LinkAttribute, LinkMessage};
-    use netlink_packet_route::route::{RouteAttribute, RouteMessage};
-    use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
     let mut rtnl = netlink::Rtnl::open()?;
-    let mut req = RouteMessage::default();
-    req.header.address_family = AddressFamily::Inet;
-    let routes = rtnl.dump(RouteNetlinkMessage::GetRoute(req))?;
-    let oif = routes.into_iter().find_map(|m| match m {
-        RouteNetlinkMessage::NewRoute(r)
-            if r.header.destination_prefix_length == 0 && r.header.table == 254 =>
-        {
-            r.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Oif(i) => Some(*i),
-                _ => None,
-            })
-        }
-        _ => None,
-    });
-    let Some(oif) = oif else { return Ok(None) };
-    let links = rtnl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
-    Ok(links.into_iter().find_map(|m| match m {
-        RouteNetlinkMessage::NewLink(l) if l.header.index == oif => {
-            l.attributes.iter().find_map(|a| match a {
-                LinkAttribute::IfName(n) => Some(n.clone()),
-                _ => None,
-            })
-        }
-        _ => None,
-    }))
+    let Some(oif) = recover::default_route(&mut rtnl)?.and_then(|r| r.oif) else {
+        return Ok(None);
+    };
+    Ok(recover::links(&mut rtnl)?
+        .into_iter()
+        .find(|l| l.index == oif)
+        .map(|l| l.name))
 }
 
 /// Creates the socket's directory (root-only writable) and binds, refusing to steal the socket

@@ -8,7 +8,7 @@
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_MULTIPART, NLM_F_REQUEST,
+    NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -158,17 +158,7 @@ impl Rtnl {
                         .collect();
                 }
             };
-            let mut off = 0;
-            while off < len {
-                let Ok(msg) =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..len])
-                else {
-                    break;
-                };
-                let mlen = msg.header.length as usize;
-                if mlen == 0 {
-                    break;
-                }
+            for msg in messages(&self.buf[..len]).map_while(Result::ok) {
                 if let NetlinkPayload::Error(e) = &msg.payload {
                     if let Some(i) = index_of(msg.header.sequence_number) {
                         if results[i].is_none() {
@@ -180,7 +170,6 @@ impl Rtnl {
                         }
                     }
                 }
-                off += (mlen + 3) & !3;
             }
         }
         results
@@ -212,16 +201,8 @@ impl Rtnl {
                     .sock
                     .recv(&mut &mut self.buf[..], 0)
                     .map_err(NetlinkError::io)?;
-                let mut off = 0;
-                while off < len {
-                    let msg =
-                        NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..len])
-                            .map_err(|_| NetlinkError::Decode)?;
-                    let mlen = msg.header.length as usize;
-                    if mlen == 0 {
-                        return Err(NetlinkError::Decode);
-                    }
-                    off += (mlen + 3) & !3;
+                for msg in messages(&self.buf[..len]) {
+                    let msg = msg?;
                     if msg.header.sequence_number != seq {
                         continue;
                     }
@@ -239,7 +220,6 @@ impl Rtnl {
                         NetlinkPayload::InnerMessage(m) => items.push(m),
                         _ => {}
                     }
-                    let _ = NLM_F_MULTIPART;
                 }
             }
             if !interrupted {
@@ -248,6 +228,29 @@ impl Rtnl {
         }
         Err(NetlinkError::DumpInterrupted)
     }
+}
+
+/// The netlink messages of one datagram, in order; an undecodable one ends the walk.
+fn messages(
+    buf: &[u8],
+) -> impl Iterator<Item = Result<NetlinkMessage<RouteNetlinkMessage>, NetlinkError>> + '_ {
+    let mut off = 0;
+    std::iter::from_fn(move || {
+        if off >= buf.len() {
+            return None;
+        }
+        let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..]);
+        match msg {
+            Ok(m) if m.header.length > 0 => {
+                off += (m.header.length as usize + 3) & !3;
+                Some(Ok(m))
+            }
+            _ => {
+                off = buf.len();
+                Some(Err(NetlinkError::Decode))
+            }
+        }
+    })
 }
 
 /// A socket subscribed to link notifications in the host namespace, read without blocking.
@@ -288,23 +291,13 @@ impl LinkEvents {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
-                    // ENOBUFS: notifications were lost.
+                    // ENOBUFS: notifications were lost. Whatever the error, the caller
+                    // resynchronises; reading on could spin on a persistent error.
                     events.push(LinkEvent::Lost);
-                    continue;
+                    break;
                 }
             };
-            let mut off = 0;
-            while off < len {
-                let Ok(msg) =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..len])
-                else {
-                    break;
-                };
-                let mlen = msg.header.length as usize;
-                if mlen == 0 {
-                    break;
-                }
-                off += (mlen + 3) & !3;
+            for msg in messages(&self.buf[..len]).map_while(Result::ok) {
                 if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) = msg.payload {
                     events.push(LinkEvent::Deleted(l.header.index));
                 }

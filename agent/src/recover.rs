@@ -82,22 +82,37 @@ pub fn addresses(rtnl: &mut Rtnl) -> Result<HashMap<u32, Vec<(Ipv4Addr, u8)>>, N
     Ok(out)
 }
 
-/// The gateway of the main table's IPv4 default route, if any.
-pub fn default_gateway(rtnl: &mut Rtnl) -> Result<Option<Ipv4Addr>, NetlinkError> {
+/// The main table's IPv4 default route.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultRoute {
+    pub gateway: Option<Ipv4Addr>,
+    pub oif: Option<u32>,
+}
+
+pub fn default_route(rtnl: &mut Rtnl) -> Result<Option<DefaultRoute>, NetlinkError> {
     let mut req = RouteMessage::default();
     req.header.address_family = AddressFamily::Inet;
     for m in rtnl.dump(RouteNetlinkMessage::GetRoute(req))? {
         if let RouteNetlinkMessage::NewRoute(r) = m {
             if r.header.destination_prefix_length == 0 && r.header.table == 254 {
+                let mut route = DefaultRoute::default();
                 for a in &r.attributes {
-                    if let RouteAttribute::Gateway(RouteAddress::Inet(g)) = a {
-                        return Ok(Some(*g));
+                    match a {
+                        RouteAttribute::Gateway(RouteAddress::Inet(g)) => route.gateway = Some(*g),
+                        RouteAttribute::Oif(i) => route.oif = Some(*i),
+                        _ => {}
                     }
                 }
+                return Ok(Some(route));
             }
         }
     }
     Ok(None)
+}
+
+/// The gateway of the main table's IPv4 default route, if any.
+pub fn default_gateway(rtnl: &mut Rtnl) -> Result<Option<Ipv4Addr>, NetlinkError> {
+    Ok(default_route(rtnl)?.and_then(|r| r.gateway))
 }
 
 #[derive(Debug, Clone)]

@@ -3,10 +3,10 @@
 //! come back in any order; each echoes its request's id.
 
 use crate::executor::{Command, Reply};
-use crate::protocol::{self, ApiError, ErrorCode, Limits, Op, MAX_LINE};
+use crate::protocol::{self, ApiError, ErrorCode, Limits, MAX_LINE};
 use crossbeam_channel::{Sender, TrySendError};
 use metrics::Metrics;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -216,14 +216,6 @@ async fn connection(stream: UnixStream, front: Front, mut stop: watch::Receiver<
                 continue;
             }
         };
-        if op == Op::Ping {
-            let r = Ok(json!({ "version": env!("CARGO_PKG_VERSION") }));
-            observe(&front.metrics, "ping", &r, arrived);
-            if out_tx.send(line(&id, &r)).await.is_err() {
-                break;
-            }
-            continue;
-        }
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };

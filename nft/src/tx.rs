@@ -120,25 +120,22 @@ impl Transaction {
         let name = cstring(elem.set().as_str())?;
         match elem {
             Elem::NsIface(n) | Elem::Uplink(n) => {
-                let mut set = Set::<IfNameKey>::new_named(&name, 0, &self.table, ProtoFamily::Inet);
-                set.add(&IfNameKey(ifname_key(n)));
-                // The iterator only advances when its message is written: add as we go.
-                for m in set.elems_iter() {
-                    self.batch.add(&m, ty);
-                    self.owners.push(group);
-                }
+                self.elem_msg(&name, &IfNameKey(ifname_key(n)), ty, group)
             }
-            Elem::NatSaddr(a) => {
-                let mut set = Set::<Ipv4Addr>::new_named(&name, 0, &self.table, ProtoFamily::Inet);
-                set.add(a);
-                // The iterator only advances when its message is written: add as we go.
-                for m in set.elems_iter() {
-                    self.batch.add(&m, ty);
-                    self.owners.push(group);
-                }
-            }
+            Elem::NatSaddr(a) => self.elem_msg(&name, a, ty, group),
         }
         Ok(())
+    }
+
+    /// One element of one named set as its own message.
+    fn elem_msg<K: SetKey>(&mut self, set: &CString, key: &K, ty: MsgType, group: Option<usize>) {
+        let mut set = Set::<K>::new_named(set, 0, &self.table, ProtoFamily::Inet);
+        set.add(key);
+        // The iterator only advances when its message is written: add as we go.
+        for m in set.elems_iter() {
+            self.batch.add(&m, ty);
+            self.owners.push(group);
+        }
     }
 
     /// Element changes against the existing table, one group per caller-defined unit.

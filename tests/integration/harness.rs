@@ -138,22 +138,19 @@ impl Sandbox {
         out.1
     }
 
-    /// Runs a shell command inside the sandbox: (success, stdout + stderr).
-    pub fn sh_status(&self, script: &str) -> (bool, String) {
-        let out = Command::new("nsenter")
-            .args([
-                "-t",
-                &self.pid.to_string(),
-                "-m",
-                "-n",
-                "--",
-                "sh",
-                "-c",
-                script,
-            ])
+    /// Runs a shell command inside the sandbox's mount and network namespaces.
+    fn run_in(&self, script: &str) -> std::process::Output {
+        let pid = self.pid.to_string();
+        Command::new("nsenter")
+            .args(["-t", &pid, "-m", "-n", "--", "sh", "-c", script])
             .stdin(Stdio::null())
             .output()
-            .expect("run nsenter");
+            .expect("run nsenter")
+    }
+
+    /// Runs a shell command inside the sandbox: (success, stdout + stderr).
+    pub fn sh_status(&self, script: &str) -> (bool, String) {
+        let out = self.run_in(script);
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
         (out.status.success(), text)
@@ -163,20 +160,7 @@ impl Sandbox {
     /// (iproute2 warns "Dump was interrupted") are retried, not trusted.
     pub fn json(&self, script: &str) -> Value {
         for _ in 0..20 {
-            let out = Command::new("nsenter")
-                .args([
-                    "-t",
-                    &self.pid.to_string(),
-                    "-m",
-                    "-n",
-                    "--",
-                    "sh",
-                    "-c",
-                    script,
-                ])
-                .stdin(Stdio::null())
-                .output()
-                .expect("run nsenter");
+            let out = self.run_in(script);
             let stderr = String::from_utf8_lossy(&out.stderr);
             if stderr.contains("interrupted") {
                 continue;
