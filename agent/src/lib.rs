@@ -1,18 +1,27 @@
 //! nsagent: network namespaces at kernel speed.
 //!
 //! A request's way through the house:
-//! protocol (decode + validate, [`protocol`]) → socket tasks ([`server`]) → bounded crossbeam
-//! queue → executor thread ([`executor`]: batches, planning, rollback) → kernel ([`driver`]:
-//! [`netns`] + [`netlink`] for links and addresses, the `nft` crate for the table).
-//! [`model`] is the plain data both sides agree on; [`pool`] hands out subnets.
+//! [`protocol`] (lines, decode + validate, with one type per command in [`cmd`]) →
+//! [`server`] (socket tasks) → bounded crossbeam queue → [`executor`] (one thread: batches,
+//! planning, rollback) → [`driver`] (the kernel: [`netns`] + [`netlink`] for namespaces, links
+//! and addresses, the `nft` crate for the table). [`model`] is the plain data both sides agree
+//! on. Metrics observe at the edges; they never steer.
+//!
+//! The binary is a thin shell over [`cli::main`]; `nsagent run` is [`server::run`] with a
+//! [`config::Config`].
 
+pub mod cli;
+pub mod cmd;
+pub mod config;
 pub mod driver;
 pub mod executor;
-pub mod http;
 pub mod model;
 pub mod netlink;
 pub mod netns;
-pub mod pool;
 pub mod protocol;
-pub mod recover;
 pub mod server;
+
+mod http;
+mod pool;
+
+pub use pool::Pool;

@@ -1,10 +1,16 @@
 //! What a namespace should look like (`NamespaceSpec`, validated once at the edge) and what
 //! exists (`Namespace`). Plain data: nothing here touches the kernel.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::Path;
+
+/// `lo`'s ifindex: the first link of every network namespace.
+pub const LO_IFINDEX: u32 = 1;
+/// The namespace-side veth's ifindex, chosen at creation: the first free one after `lo` in a
+/// fresh namespace, so configuring it needs no look-up (docs/kernel.md#chosen-ifindexes).
+pub const PEER_IFINDEX: u32 = 2;
 
 /// Why a name, interface name or subnet was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,6 +143,13 @@ impl Subnet {
         Ok(subnet)
     }
 
+    /// Parses "a.b.c.d/n" with host bits zero and nothing more: how a subnet reads back from
+    /// the agent's answers (the agent validated it on the way in).
+    pub fn parse(s: &str) -> Option<Subnet> {
+        let (addr, prefix) = s.split_once('/')?;
+        Subnet::new(addr.parse().ok()?, prefix.parse().ok()?)
+    }
+
     /// Parses a pool: any prefix up to 30.
     pub fn parse_pool(s: &str) -> Result<Subnet, ValidationError> {
         let err = |why| ValidationError::Subnet(s.to_string(), why);
@@ -180,26 +193,36 @@ pub struct NamespaceSpec {
     pub mtu: Option<u32>,
 }
 
+impl Serialize for Subnet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Subnet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Subnet::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("invalid subnet {s:?}")))
+    }
+}
+
 /// What exists: the spec with every choice made. This is what `create`, `get` and `list` return.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Namespace {
     pub name: String,
     pub netns_path: String,
     pub host_ifname: String,
     pub ns_ifname: String,
-    #[serde(serialize_with = "display")]
     pub subnet: Subnet,
     pub gateway: Ipv4Addr,
     pub address: Ipv4Addr,
     pub nat: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// The host veth's ifindex: the agent's own bookkeeping, not part of the protocol (0 in a
+    /// namespace decoded from an answer).
     #[serde(skip)]
     pub host_ifindex: u32,
-}
-
-fn display<T: fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
 }
 
 impl Namespace {
@@ -232,14 +255,56 @@ impl Namespace {
         )
     }
 
-    /// The ownership mark on the host veth (its ifalias): lets a restart find what is ours.
-    /// `nsagent:<name>`, or `nsagent:<name>:nonat` without NAT (names cannot contain ':').
-    pub fn alias(&self) -> String {
-        if self.nat {
-            format!("nsagent:{}", self.name)
-        } else {
-            format!("nsagent:{}:nonat", self.name)
+    /// The ownership mark on the host veth.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            name: self.name.clone(),
+            nat: self.nat,
         }
+    }
+}
+
+/// The ownership mark the agent writes into the kernel itself (an ifalias), so that a restart can
+/// tell what is its own from a link dump alone: on the host veth, and on `lo` inside the
+/// namespace (set before the netns file exists, so a namespace left half-built by a crash is
+/// recognisable too).
+///
+/// Written `nsagent:<name>`, or `nsagent:<name>:nonat` for a namespace without NAT (names cannot
+/// contain `:`). `lo` always carries the plain form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    pub name: String,
+    pub nat: bool,
+}
+
+impl Mark {
+    const PREFIX: &'static str = "nsagent:";
+    const NO_NAT: &'static str = ":nonat";
+
+    /// The mark on `lo` of the namespace called `name`.
+    pub fn lo(name: &str) -> String {
+        format!("{}{name}", Mark::PREFIX)
+    }
+
+    /// Reads a mark back; anything that is not one (or names an invalid name) is `None`.
+    pub fn parse(alias: &str) -> Option<Mark> {
+        let rest = alias.strip_prefix(Mark::PREFIX)?;
+        let (name, nat) = match rest.strip_suffix(Mark::NO_NAT) {
+            Some(n) => (n, false),
+            None => (rest, true),
+        };
+        validate_name(name).ok()?;
+        Some(Mark {
+            name: name.to_string(),
+            nat,
+        })
+    }
+}
+
+impl fmt::Display for Mark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let suffix = if self.nat { "" } else { Mark::NO_NAT };
+        write!(f, "{}{}{suffix}", Mark::PREFIX, self.name)
     }
 }
 
@@ -325,6 +390,39 @@ mod tests {
         assert_eq!(a, "nsv0ac80004");
         assert!(a.len() <= 15 && is_agent_ifname(&a) && validate_ifname(&a).is_ok());
         assert!(!is_agent_ifname("nsv0AC80004"));
+    }
+
+    #[test]
+    fn marks_read_back() {
+        let m = |name: &str, nat| Mark {
+            name: name.into(),
+            nat,
+        };
+        assert_eq!(Mark::parse("nsagent:a-1"), Some(m("a-1", true)));
+        assert_eq!(Mark::parse("nsagent:a-1:nonat"), Some(m("a-1", false)));
+        assert_eq!(Mark::parse("nsagent:../x"), None);
+        assert_eq!(Mark::parse("other:a"), None);
+        for mark in [m("a", true), m("b.c", false)] {
+            assert_eq!(Mark::parse(&mark.to_string()), Some(mark));
+        }
+        assert_eq!(Mark::parse(&Mark::lo("x")), Some(m("x", true)));
+    }
+
+    #[test]
+    fn namespaces_read_back_from_their_json() {
+        let spec = NamespaceSpec {
+            name: "a".into(),
+            subnet: None,
+            nat: false,
+            ns_ifname: "eth0".into(),
+            host_ifname: None,
+            mtu: Some(9000),
+        };
+        let subnet = Subnet::parse("100.64.0.4/30").unwrap();
+        let mut ns = Namespace::plan(&spec, subnet, Path::new("/run/netns"));
+        let back: Namespace = serde_json::from_value(serde_json::to_value(&ns).unwrap()).unwrap();
+        ns.host_ifindex = 0;
+        assert_eq!(back, ns);
     }
 
     #[test]

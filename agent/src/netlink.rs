@@ -10,16 +10,23 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
     NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST,
 };
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use std::collections::HashMap;
 use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum NetlinkError {
     #[error("{text} (errno {errno})")]
     Errno { errno: i32, text: String },
+    /// An I/O error without an errno (shared: one failed send fails every request it carried).
     #[error("netlink socket: {0}")]
-    Io(String),
+    Io(#[source] Arc<io::Error>),
     #[error("malformed netlink reply")]
     Decode,
     #[error("dump kept being interrupted")]
@@ -36,7 +43,7 @@ impl NetlinkError {
     fn io(e: io::Error) -> Self {
         match e.raw_os_error() {
             Some(n) => NetlinkError::errno(n),
-            None => NetlinkError::Io(e.to_string()),
+            None => NetlinkError::Io(Arc::new(e)),
         }
     }
 }
@@ -228,6 +235,112 @@ impl Rtnl {
         }
         Err(NetlinkError::DumpInterrupted)
     }
+
+    /// Every link of the socket's namespace.
+    pub fn links(&mut self) -> Result<Vec<LinkInfo>, NetlinkError> {
+        let msgs = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(LinkInfo::from(l)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// IPv4 addresses by ifindex: (address, prefix length).
+    pub fn addresses(&mut self) -> Result<HashMap<u32, Vec<(Ipv4Addr, u8)>>, NetlinkError> {
+        let mut req = AddressMessage::default();
+        req.header.family = AddressFamily::Inet;
+        let mut out: HashMap<u32, Vec<(Ipv4Addr, u8)>> = HashMap::new();
+        for m in self.dump(RouteNetlinkMessage::GetAddress(req))? {
+            if let RouteNetlinkMessage::NewAddress(a) = m {
+                for attr in &a.attributes {
+                    if let AddressAttribute::Local(IpAddr::V4(ip)) = attr {
+                        out.entry(a.header.index)
+                            .or_default()
+                            .push((*ip, a.header.prefix_len));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The main table's IPv4 default route, if any.
+    pub fn default_route(&mut self) -> Result<Option<DefaultRoute>, NetlinkError> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = AddressFamily::Inet;
+        for m in self.dump(RouteNetlinkMessage::GetRoute(req))? {
+            if let RouteNetlinkMessage::NewRoute(r) = m {
+                if r.header.destination_prefix_length == 0 && r.header.table == MAIN_TABLE {
+                    let mut route = DefaultRoute::default();
+                    for a in &r.attributes {
+                        match a {
+                            RouteAttribute::Gateway(RouteAddress::Inet(g)) => {
+                                route.gateway = Some(*g)
+                            }
+                            RouteAttribute::Oif(i) => route.oif = Some(*i),
+                            _ => {}
+                        }
+                    }
+                    return Ok(Some(route));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The name of the default route's interface, if there is one.
+    pub fn default_route_interface(&mut self) -> Result<Option<String>, NetlinkError> {
+        let Some(oif) = self.default_route()?.and_then(|r| r.oif) else {
+            return Ok(None);
+        };
+        Ok(self
+            .links()?
+            .into_iter()
+            .find(|l| l.index == oif)
+            .map(|l| l.name))
+    }
+}
+
+/// RT_TABLE_MAIN.
+const MAIN_TABLE: u8 = 254;
+
+/// A link as a dump shows it.
+#[derive(Debug, Clone, Default)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    pub alias: Option<String>,
+    pub mtu: u32,
+    pub up: bool,
+}
+
+impl From<LinkMessage> for LinkInfo {
+    fn from(l: LinkMessage) -> Self {
+        let mut info = LinkInfo {
+            index: l.header.index,
+            up: l.header.flags.contains(LinkFlags::Up),
+            ..Default::default()
+        };
+        for a in l.attributes {
+            match a {
+                LinkAttribute::IfName(n) => info.name = n,
+                LinkAttribute::IfAlias(a) => info.alias = Some(a),
+                LinkAttribute::Mtu(m) => info.mtu = m,
+                _ => {}
+            }
+        }
+        info
+    }
+}
+
+/// The main table's IPv4 default route.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultRoute {
+    pub gateway: Option<Ipv4Addr>,
+    pub oif: Option<u32>,
 }
 
 /// The netlink messages of one datagram, in order; an undecodable one ends the walk.

@@ -2,7 +2,9 @@
 //! calling thread: unshare(CLONE_NEWNET) + bind mount, then straight back to the host namespace.
 //! No fork, no helper process: the kernel work is all there is.
 
-use crate::netlink::{NetlinkError, Rtnl};
+use crate::model::{Mark, LO_IFINDEX};
+use crate::netlink::{NetlinkError, Request, Rtnl};
+use netlink_packet_route::RouteNetlinkMessage;
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -125,34 +127,35 @@ impl NetnsDir {
             Err(nix::Error::EEXIST) => return Err(NetnsError::Exists(path)),
             Err(e) => return Err(sys(format!("create {}", path.display()))(e)),
         }
-        let made = self.enter_new_and_mount(name, &path);
-        // Whatever happened, the thread goes back to the host namespace. If it cannot, every
-        // later step would act in the wrong namespace: stopping is the only safe answer.
+        let made = self.away(|| {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare(CLONE_NEWNET)"))?;
+            Self::mark_and_mount(name, &path)
+        });
+        made.inspect_err(|_| self.remove_path(&path))
+    }
+
+    /// Runs `f`, which may switch the calling thread into another network namespace, then
+    /// brings the thread back to the host namespace. If it cannot come back, every later step
+    /// would act in the wrong namespace: aborting is the only safe answer.
+    fn away<T>(&self, f: impl FnOnce() -> Result<T, NetnsError>) -> Result<T, NetnsError> {
+        let out = f();
         if let Err(e) = setns(&self.host, CloneFlags::CLONE_NEWNET) {
             tracing::error!(error = %e, "cannot return to the host network namespace");
             std::process::abort();
         }
-        match made {
-            Ok((fd, rtnl)) => Ok(NewNetns { fd, rtnl }),
-            Err(e) => {
-                self.remove_path(&path);
-                Err(e)
-            }
-        }
+        out
     }
 
-    fn enter_new_and_mount(&self, name: &str, path: &Path) -> Result<(OwnedFd, Rtnl), NetnsError> {
-        unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare(CLONE_NEWNET)"))?;
+    /// Inside a fresh namespace: marks it as ours, then gives it its name (the bind mount).
+    fn mark_and_mount(name: &str, path: &Path) -> Result<NewNetns, NetnsError> {
         // Mark the namespace as ours before it gets a name: a crash after the bind mount must
         // leave something recovery can recognise (lo's ifalias).
         let mut rtnl = Rtnl::open()?;
-        let mark = rtnetlink::LinkUnspec::new_with_index(1)
-            .alias(format!("{}{name}", crate::recover::ALIAS_PREFIX))
+        let mark = rtnetlink::LinkUnspec::new_with_index(LO_IFINDEX)
+            .alias(Mark::lo(name))
             .build();
         if let Some(Err(e)) = rtnl
-            .pipeline(vec![crate::netlink::Request::change(
-                netlink_packet_route::RouteNetlinkMessage::SetLink(mark),
-            )])
+            .pipeline(vec![Request::change(RouteNetlinkMessage::SetLink(mark))])
             .pop()
         {
             return Err(NetnsError::Socket(e));
@@ -171,7 +174,7 @@ impl NetnsDir {
             Mode::empty(),
         )
         .map_err(sys("open new netns"))?;
-        Ok((fd, rtnl))
+        Ok(NewNetns { fd, rtnl })
     }
 
     /// Names in the directory, with whether each is a mounted network namespace.
@@ -196,17 +199,16 @@ impl NetnsDir {
         name: &str,
         f: impl FnOnce(&mut Rtnl) -> Result<T, NetlinkError>,
     ) -> Result<T, NetnsError> {
-        let file = std::fs::File::open(self.path(name)).map_err(|e| NetnsError::Sys {
-            what: format!("open {}", self.path(name).display()),
+        let path = self.path(name);
+        let file = std::fs::File::open(&path).map_err(|e| NetnsError::Sys {
+            what: format!("open {}", path.display()),
             err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         })?;
-        setns(&file, CloneFlags::CLONE_NEWNET).map_err(sys(format!("setns {name}")))?;
-        let rtnl = Rtnl::open();
-        if let Err(e) = setns(&self.host, CloneFlags::CLONE_NEWNET) {
-            tracing::error!(error = %e, "cannot return to the host network namespace");
-            std::process::abort();
-        }
-        Ok(f(&mut rtnl?)?)
+        let mut rtnl = self.away(|| {
+            setns(&file, CloneFlags::CLONE_NEWNET).map_err(sys(format!("setns {name}")))?;
+            Ok(Rtnl::open()?)
+        })?;
+        Ok(f(&mut rtnl)?)
     }
 
     /// Unmounts and unlinks the namespace's file. The kernel then frees the namespace, and the

@@ -36,6 +36,11 @@ impl Pool {
         })
     }
 
+    /// The pool's whole range.
+    pub fn base(&self) -> Subnet {
+        self.base
+    }
+
     pub fn size(&self) -> u32 {
         self.slots
     }

@@ -1,14 +1,15 @@
 //! The wire protocol: one JSON object per line each way (docs/protocol.md).
 //! Decoding validates everything, so what goes into the queue can be trusted.
 
-use crate::model::{self, NamespaceSpec, Subnet, ValidationError};
+use crate::cmd::{Request, Response, OPS};
+use crate::model::ValidationError;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Longest request line accepted; a longer one closes the connection.
 pub const MAX_LINE: usize = 64 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
@@ -42,7 +43,8 @@ impl ErrorCode {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
@@ -67,62 +69,6 @@ impl From<ValidationError> for ApiError {
     }
 }
 
-/// A decoded, validated request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    Ping,
-    Create(NamespaceSpec),
-    Delete { name: String },
-    Get { name: String },
-    List,
-    Status,
-}
-
-impl Op {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Ping => "ping",
-            Op::Create(_) => "create",
-            Op::Delete { .. } => "delete",
-            Op::Get { .. } => "get",
-            Op::List => "list",
-            Op::Status => "status",
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NameArg {
-    name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateArgs {
-    name: String,
-    subnet: Option<String>,
-    nat: Option<bool>,
-    ns_ifname: Option<String>,
-    host_ifname: Option<String>,
-    mtu: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
-enum Raw {
-    Ping(NoArgs),
-    Create(CreateArgs),
-    Delete(NameArg),
-    Get(NameArg),
-    List(NoArgs),
-    Status(NoArgs),
-}
-
 /// What validation needs to know about the agent's configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -130,117 +76,64 @@ pub struct Limits {
     pub min_prefix: u8,
 }
 
+/// An answer: a command's result, or why not.
+pub type Reply = Result<Response, ApiError>;
+
 /// A decoded line: the id to echo (null when none could be read), the op's name for metrics and
 /// logs (`invalid` when the op could not be read), and the validated request or why not.
 pub struct Decoded {
     pub id: Value,
     pub op_name: &'static str,
-    pub op: Result<Op, ApiError>,
+    pub request: Result<Request, ApiError>,
 }
-
-const OPS: [&str; 6] = ["ping", "create", "delete", "get", "list", "status"];
 
 pub fn decode(line: &[u8], limits: Limits) -> Decoded {
-    let (id, op) = decode_inner(line, limits);
-    let op_name = match &op {
-        Ok(op) => op.name(),
-        Err(_) => serde_json::from_slice::<Value>(line)
-            .ok()
-            .and_then(|v| v.get("op").and_then(|o| o.as_str()).map(str::to_string))
-            .and_then(|o| OPS.iter().find(|k| **k == o).copied())
-            .unwrap_or("invalid"),
+    let mut d = Decoded {
+        id: Value::Null,
+        op_name: "invalid",
+        request: Err(ApiError::new(ErrorCode::BadRequest, "")),
     };
-    Decoded { id, op_name, op }
-}
-
-fn decode_inner(line: &[u8], limits: Limits) -> (Value, Result<Op, ApiError>) {
     let bad = |m: String| Err(ApiError::new(ErrorCode::BadRequest, m));
-    let value: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(e) => return (Value::Null, bad(format!("not JSON: {e}"))),
+    let mut fields = match serde_json::from_slice(line) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => {
+            d.request = bad("request must be a JSON object".into());
+            return d;
+        }
+        Err(e) => {
+            d.request = bad(format!("not JSON: {e}"));
+            return d;
+        }
     };
-    let Value::Object(mut map) = value else {
-        return (Value::Null, bad("request must be a JSON object".into()));
-    };
-    let id = match map.remove("id") {
+    d.id = match fields.remove("id") {
         None => Value::Null,
         Some(v @ (Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_))) => v,
-        Some(_) => return (Value::Null, bad("id must be a JSON scalar".into())),
+        Some(_) => {
+            d.request = bad("id must be a JSON scalar".into());
+            return d;
+        }
     };
-    (id, decode_op(map, limits))
-}
-
-fn decode_op(map: Map<String, Value>, limits: Limits) -> Result<Op, ApiError> {
-    if !matches!(map.get("op"), Some(Value::String(_))) {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "missing or non-string \"op\"",
-        ));
-    }
-    let raw: Raw = serde_json::from_value(Value::Object(map))
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
-    Ok(match raw {
-        Raw::Ping(_) => Op::Ping,
-        Raw::List(_) => Op::List,
-        Raw::Status(_) => Op::Status,
-        Raw::Delete(NameArg { name }) => {
-            model::validate_name(&name)?;
-            Op::Delete { name }
-        }
-        Raw::Get(NameArg { name }) => {
-            model::validate_name(&name)?;
-            Op::Get { name }
-        }
-        Raw::Create(CreateArgs {
-            name,
-            subnet,
-            nat,
-            ns_ifname,
-            host_ifname,
-            mtu,
-        }) => {
-            model::validate_name(&name)?;
-            let ns_ifname = ns_ifname.unwrap_or_else(|| "eth0".to_string());
-            model::validate_ifname(&ns_ifname)?;
-            if ns_ifname == "lo" {
-                return Err(ValidationError::IfName(ns_ifname).into());
-            }
-            if let Some(h) = &host_ifname {
-                model::validate_ifname(h)?;
-                if model::is_agent_ifname(h) {
-                    return Err(ValidationError::ReservedIfName(h.clone()).into());
-                }
-            }
-            let subnet = subnet
-                .map(|s| Subnet::parse_for_namespace(&s, limits.min_prefix))
-                .transpose()?;
-            if let Some(m) = mtu {
-                if !(68..=65535).contains(&m) {
-                    return Err(ApiError::new(
-                        ErrorCode::BadRequest,
-                        format!("mtu {m} out of range 68..=65535"),
-                    ));
-                }
-            }
-            Op::Create(NamespaceSpec {
-                name,
-                subnet,
-                nat: nat.unwrap_or(true),
-                ns_ifname,
-                host_ifname,
-                mtu,
-            })
-        }
-    })
+    let Some(Value::String(op)) = fields.remove("op") else {
+        d.request = bad("missing or non-string \"op\"".into());
+        return d;
+    };
+    let Some((name, decoder)) = OPS.iter().find(|(name, _)| *name == op) else {
+        let known: Vec<&str> = OPS.iter().map(|(name, _)| *name).collect();
+        d.request = bad(format!("unknown op {op:?}, expected one of {known:?}"));
+        return d;
+    };
+    d.op_name = name;
+    d.request = decoder(fields, limits);
+    d
 }
 
 /// One response line (without the newline).
-pub fn encode(id: &Value, result: &Result<Value, ApiError>) -> Vec<u8> {
+pub fn encode(id: &Value, result: &Reply) -> Vec<u8> {
     #[derive(Serialize)]
     struct Ok<'a> {
         id: &'a Value,
         ok: bool,
-        result: &'a Value,
+        result: &'a Response,
     }
     #[derive(Serialize)]
     struct Err<'a> {
@@ -274,7 +167,7 @@ mod tests {
     const L: Limits = Limits { min_prefix: 30 };
 
     fn code(line: &str) -> ErrorCode {
-        decode(line.as_bytes(), L).op.unwrap_err().code
+        decode(line.as_bytes(), L).request.unwrap_err().code
     }
 
     #[test]
@@ -282,7 +175,7 @@ mod tests {
         let d = decode(br#"{"id":2,"op":"create","name":"netns-A"}"#, L);
         assert_eq!(d.id, json!(2));
         assert_eq!(d.op_name, "create");
-        let Op::Create(spec) = d.op.unwrap() else {
+        let Request::Create(spec) = d.request.unwrap() else {
             panic!()
         };
         assert!(spec.nat);
@@ -295,7 +188,7 @@ mod tests {
         let d = decode(br#"{"id":"x-1","op":"nope"}"#, L);
         assert_eq!(d.id, json!("x-1"));
         assert_eq!(d.op_name, "invalid");
-        assert_eq!(d.op.unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(d.request.unwrap_err().code, ErrorCode::BadRequest);
         let d = decode(b"not json", L);
         assert_eq!(d.id, Value::Null);
         let d = decode(br#"{"op":"create","name":"a/b"}"#, L);
@@ -352,7 +245,10 @@ mod tests {
 
     #[test]
     fn encodes_both_shapes() {
-        let ok = encode(&json!(1), &Ok(json!({"version":"x"})));
+        let pong = crate::cmd::Pong {
+            version: "x".into(),
+        };
+        let ok = encode(&json!(1), &Ok(Response::Pong(pong)));
         assert_eq!(
             String::from_utf8(ok).unwrap(),
             r#"{"id":1,"ok":true,"result":{"version":"x"}}"#

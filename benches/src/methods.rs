@@ -352,8 +352,7 @@ pub fn flat_floor(opts: &Opts) -> anyhow::Result<Value> {
     let links0 = link_count()?;
     let dir = nsagent::netns::NetnsDir::prepare(Path::new("/run/netns"))?;
     let metrics = std::sync::Arc::new(metrics::Metrics::new("bench", "bench")?);
-    let mut drv = KernelDriver::new(dir, "floor".into(), metrics)?;
-    drv.keep_ipv6_autoconf = true;
+    let mut drv = KernelDriver::new(dir, "floor".into(), metrics)?.with_kernel_default_ipv6();
     let spec = nft::TableSpec::new("floor", true);
     drv.nft_socket()
         .run_all_or_nothing(nft::Transaction::replace_table(
@@ -376,7 +375,7 @@ pub fn flat_floor(opts: &Opts) -> anyhow::Result<Value> {
         };
         let ns = Namespace::plan(&spec, subnet, Path::new("/run/netns"));
         if let Some(Err(e)) = drv.create(std::slice::from_ref(&ns)).pop() {
-            bail!("floor create {i}: {}", e.error.message);
+            bail!("floor create {i}: {}", e.error);
         }
         let elems = vec![
             nft::ElemOp::Add(nft::Elem::NsIface(ns.host_ifname.clone())),

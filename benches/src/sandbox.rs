@@ -1,8 +1,6 @@
 //! Inside a phase: the sandbox's network (the test harness's layout) and small kernel helpers.
 
 use anyhow::{bail, Context};
-use netlink_packet_route::link::LinkMessage;
-use netlink_packet_route::RouteNetlinkMessage;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -61,8 +59,7 @@ pub fn run_stdin(argv: &[&str], input: &str) -> anyhow::Result<()> {
 
 /// Number of links in this (the sandbox's host) namespace, by a netlink dump.
 pub fn link_count(rtnl: &mut nsagent::netlink::Rtnl) -> anyhow::Result<usize> {
-    let links = rtnl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
-    Ok(links.len())
+    Ok(rtnl.links()?.len())
 }
 
 /// Waits until at most `target` links remain (the kernel frees them in the background).

@@ -2,27 +2,32 @@
 //! must satisfy the validation rules (so nothing behind the queue sees bad input).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use nsagent::protocol::{decode, encode, Limits, Op};
+use nsagent::cmd::{Pong, Request, Response};
+use nsagent::protocol::{decode, encode, Limits};
 
 fuzz_target!(|data: &[u8]| {
     let d = decode(data, Limits { min_prefix: 30 });
-    if let Ok(op) = &d.op {
-        match op {
-            Op::Create(spec) => {
+    if let Ok(request) = &d.request {
+        match request {
+            Request::Create(spec) => {
                 assert!(nsagent::model::validate_name(&spec.name).is_ok());
                 assert!(nsagent::model::validate_ifname(&spec.ns_ifname).is_ok());
                 if let Some(s) = spec.subnet {
                     assert!(s.prefix >= 30 && s.prefix <= 31);
                 }
             }
-            Op::Delete { name } | Op::Get { name } => {
+            Request::Delete { name } | Request::Get { name } => {
                 assert!(!name.contains('/') && name != ".." && !name.is_empty());
             }
             _ => {}
         }
     }
     // Whatever the outcome, the response encodes to one line of JSON.
-    let r = d.op.map(|_| serde_json::Value::Null);
+    let r = d.request.map(|_| {
+        Response::Pong(Pong {
+            version: String::new(),
+        })
+    });
     let line = encode(&d.id, &r);
     assert!(!line.contains(&b'\n'));
     assert!(serde_json::from_slice::<serde_json::Value>(&line).is_ok());

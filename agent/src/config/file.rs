@@ -9,7 +9,7 @@ use clap::{ArgAction, ArgMatches, Command};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-pub const DEFAULT_PATH: &str = "/etc/nsagent/nsagent.toml";
+use super::DEFAULT_PATH;
 
 /// Keys that only make sense on the command line.
 const NOT_IN_FILE: [&str; 2] = ["config", "check_config"];

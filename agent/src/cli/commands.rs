@@ -1,0 +1,312 @@
+//! The client subcommands: `add`, `del`, `list`, `show`, `status` and `exec` talk to a running
+//! agent over its socket only (never to the kernel; `exec` joins a namespace with setns).
+
+use super::client::Client;
+use super::error::{AgentError, CliError};
+use super::render;
+use super::{out, print_json, warn};
+use crate::cmd::{Create, Delete, Get, GetStatus, List, Op};
+use anyhow::Context;
+use clap::builder::NonEmptyStringValueParser;
+use clap::{ArgGroup, Args};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use std::ffi::OsString;
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Most per-request failures a bulk operation prints before summarising the rest.
+const MAX_REPORTED_FAILURES: usize = 10;
+
+/// Where the agent listens.
+#[derive(Args, Debug)]
+pub struct Target {
+    /// Unix socket of the agent.
+    #[arg(
+        long,
+        env = "NSAGENT_SOCKET",
+        default_value = "/run/nsagent/nsagent.sock",
+        value_name = "PATH"
+    )]
+    pub socket: PathBuf,
+}
+
+/// Options of every client subcommand that prints a result.
+#[derive(Args, Debug)]
+pub struct ClientOpts {
+    #[command(flatten)]
+    pub target: Target,
+    /// Print the protocol's result object(s) as one JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("what").required(true).args(["name", "count"])))]
+pub struct AddArgs {
+    /// Name of the namespace.
+    #[arg(conflicts_with_all = ["count", "prefix"])]
+    pub name: Option<String>,
+    /// Create N namespaces named PREFIX0 .. PREFIX<N-1>, pipelined on one connection.
+    #[arg(long, value_name = "N", requires = "prefix",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: Option<u32>,
+    /// Name prefix of the namespaces --count creates.
+    #[arg(long, requires = "count")]
+    pub prefix: Option<String>,
+    /// Subnet a.b.c.d/len (default: allocated from the agent's pool).
+    #[arg(long, value_name = "CIDR", conflicts_with = "count")]
+    pub subnet: Option<String>,
+    /// Do not masquerade the namespace's traffic.
+    #[arg(long)]
+    pub no_nat: bool,
+    /// MTU of the veth pair (68-65535).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(68..=65535))]
+    pub mtu: Option<u32>,
+    #[command(flatten)]
+    pub opts: ClientOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct DelArgs {
+    /// Names of the namespaces to delete.
+    #[arg(required_unless_present = "prefix", conflicts_with = "prefix")]
+    pub names: Vec<String>,
+    /// Delete every namespace whose name starts with PREFIX (listed, then deleted pipelined).
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub prefix: Option<String>,
+    #[command(flatten)]
+    pub opts: ClientOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Name of the namespace.
+    pub name: String,
+    #[command(flatten)]
+    pub opts: ClientOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Name of the namespace.
+    pub name: String,
+    /// The command and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<OsString>,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: clap_complete::Shell,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bulk operations.
+
+fn progress_bar(len: usize, verb: &str) -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let style =
+        ProgressStyle::with_template("{msg} [{wide_bar:.cyan/blue}] {pos}/{len} (eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
+    bar.set_style(style);
+    bar.set_message(verb.to_string());
+    bar
+}
+
+/// Runs one request per name, pipelined, and reports: a summary line on stderr, the failures
+/// (`nsagent: <code>: <message>`, at most [`MAX_REPORTED_FAILURES`]), the successful results.
+/// Fails with [`Reported`] when any request failed.
+fn bulk<O: Op + Send + 'static>(
+    client: &mut Client,
+    names: &[String],
+    reqs: Vec<O>,
+    verb: &str,
+    json_out: bool,
+) -> Result<(), CliError>
+where
+    O::Output: Serialize,
+{
+    let started = Instant::now();
+    let bar = progress_bar(reqs.len(), verb);
+    let outcomes = client.pipeline(reqs, &bar);
+    bar.finish_and_clear();
+    let outcomes = outcomes?;
+    let mut done = vec![];
+    let mut failed: Vec<(&String, AgentError)> = vec![];
+    for (name, o) in names.iter().zip(outcomes) {
+        match o {
+            Ok(v) => done.push(v),
+            Err(e) => failed.push((name, e)),
+        }
+    }
+    if json_out {
+        print_json(&done)?;
+    }
+    for (name, e) in failed.iter().take(MAX_REPORTED_FAILURES) {
+        if e.message.contains(name.as_str()) {
+            warn(&e.to_string());
+        } else {
+            warn(&format!("{}: {name}: {}", e.code, e.message));
+        }
+    }
+    if failed.len() > MAX_REPORTED_FAILURES {
+        warn(&format!(
+            "... and {} more failures",
+            failed.len() - MAX_REPORTED_FAILURES
+        ));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let total = names.len();
+    let summary = if failed.is_empty() {
+        format!("{verb} {total} namespace{} in {secs:.2}s", plural(total))
+    } else {
+        format!(
+            "{verb} {} of {total} namespace{} in {secs:.2}s ({} failed)",
+            done.len(),
+            plural(total),
+            failed.len()
+        )
+    };
+    let _ = writeln!(io::stderr().lock(), "{summary}");
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Reported)
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subcommands.
+
+pub fn add(a: AddArgs) -> Result<(), CliError> {
+    let request = |name: &str| Create {
+        name: name.to_string(),
+        subnet: a.subnet.clone(),
+        nat: a.no_nat.then_some(false),
+        mtu: a.mtu,
+        ..Create::default()
+    };
+    let mut client = Client::connect(&a.opts.target.socket)?;
+    match (&a.name, a.count) {
+        (Some(name), _) => {
+            let ns = client.call(&request(name))?;
+            if a.opts.json {
+                print_json(&ns)
+            } else {
+                out(&render::namespace_details(&ns))
+            }
+        }
+        (None, Some(count)) => {
+            let prefix = a.prefix.as_deref().unwrap_or("");
+            let names: Vec<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
+            let reqs = names.iter().map(|n| request(n)).collect();
+            bulk(&mut client, &names, reqs, "created", a.opts.json)
+        }
+        // clap's group makes NAME or --count required.
+        (None, None) => Err(CliError::Local(anyhow::anyhow!("give a NAME or --count"))),
+    }
+}
+
+pub fn del(a: DelArgs) -> Result<(), CliError> {
+    let mut client = Client::connect(&a.opts.target.socket)?;
+    let names: Vec<String> = match &a.prefix {
+        Some(prefix) => client
+            .call(&List {})?
+            .namespaces
+            .into_iter()
+            .map(|ns| ns.name)
+            .filter(|n| n.starts_with(prefix.as_str()))
+            .collect(),
+        None => a.names.clone(),
+    };
+    if a.prefix.is_none() && names.len() == 1 {
+        let r = client.call(&Delete {
+            name: names[0].clone(),
+        })?;
+        return if a.opts.json {
+            print_json(&r)
+        } else {
+            out(&format!("deleted {}\n", r.name))
+        };
+    }
+    let reqs = names.iter().map(|n| Delete { name: n.clone() }).collect();
+    bulk(&mut client, &names, reqs, "deleted", a.opts.json)
+}
+
+pub fn list(a: ListArgs) -> Result<(), CliError> {
+    let list = Client::connect(&a.opts.target.socket)?.call(&List {})?;
+    if a.opts.json {
+        return print_json(&list);
+    }
+    let rows: Vec<Vec<String>> = list.namespaces.iter().map(render::list_row).collect();
+    out(&render::table(&render::LIST_HEADER, &rows))
+}
+
+pub fn show(a: ShowArgs) -> Result<(), CliError> {
+    let ns = Client::connect(&a.opts.target.socket)?.call(&Get { name: a.name })?;
+    if a.opts.json {
+        print_json(&ns)
+    } else {
+        out(&render::namespace_details(&ns))
+    }
+}
+
+pub fn status(a: StatusArgs) -> Result<(), CliError> {
+    let st = Client::connect(&a.opts.target.socket)?.call(&GetStatus {})?;
+    if a.opts.json {
+        print_json(&st)
+    } else {
+        out(&render::status_details(&st))
+    }
+}
+
+pub fn exec(a: ExecArgs) -> Result<(), CliError> {
+    use std::os::unix::process::CommandExt;
+    let ns = Client::connect(&a.target.socket)?.call(&Get { name: a.name })?;
+    let path = &ns.netns_path;
+    let file = std::fs::File::open(path).with_context(|| format!("open {path}"))?;
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("setns {path}"))?;
+    drop(file);
+    let (program, args) = a.command.split_first().context("no command given")?;
+    // Only returns on failure; on success the command's exit code is ours.
+    let error = std::process::Command::new(program).args(args).exec();
+    Err(CliError::Exec {
+        program: program.to_string_lossy().into_owned(),
+        error,
+    })
+}

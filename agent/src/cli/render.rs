@@ -1,0 +1,144 @@
+//! Human-readable output: tables and `label: value` blocks.
+
+use crate::cmd::Status;
+use crate::model::Namespace;
+
+/// A namespace's columns in `list`.
+pub const LIST_HEADER: [&str; 8] = [
+    "NAME", "SUBNET", "ADDRESS", "GATEWAY", "HOST_IF", "NS_IF", "NAT", "MTU",
+];
+
+pub fn list_row(ns: &Namespace) -> Vec<String> {
+    vec![
+        ns.name.clone(),
+        ns.subnet.to_string(),
+        ns.address.to_string(),
+        ns.gateway.to_string(),
+        ns.host_ifname.clone(),
+        ns.ns_ifname.clone(),
+        yes_no(ns.nat),
+        optional(ns.mtu),
+    ]
+}
+
+pub fn namespace_details(ns: &Namespace) -> String {
+    key_values(&[
+        ("name", ns.name.clone()),
+        ("netns path", ns.netns_path.clone()),
+        ("subnet", ns.subnet.to_string()),
+        ("address", ns.address.to_string()),
+        ("gateway", ns.gateway.to_string()),
+        ("host interface", ns.host_ifname.clone()),
+        ("ns interface", ns.ns_ifname.clone()),
+        ("nat", yes_no(ns.nat)),
+        ("mtu", optional(ns.mtu)),
+    ])
+}
+
+pub fn status_details(st: &Status) -> String {
+    let pool = &st.pool;
+    key_values(&[
+        ("version", st.version.clone()),
+        ("namespaces", st.namespaces.to_string()),
+        ("pending deletions", st.pending_deletions.to_string()),
+        (
+            "pool",
+            format!(
+                "{} (/{} subnets: {} free of {})",
+                pool.cidr, pool.prefix_len, pool.free, pool.size
+            ),
+        ),
+        (
+            "uplink",
+            st.uplink
+                .clone()
+                .unwrap_or_else(|| "none (any non-namespace interface)".into()),
+        ),
+        ("table", format!("inet {}", st.table)),
+        ("netns dir", st.netns_dir.clone()),
+        ("uptime", duration(st.uptime_seconds)),
+    ])
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
+fn optional<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// `label:  value` lines, values aligned.
+pub fn key_values(rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0);
+    rows.iter()
+        .map(|(k, v)| format!("{:<width$}  {v}\n", format!("{k}:")))
+        .collect()
+}
+
+/// Columns separated by two spaces, each as wide as its widest cell (the last not padded).
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.push('\n');
+        s
+    };
+    let mut s = line(header.to_vec());
+    for row in rows {
+        s.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    s
+}
+
+pub fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m{s:02}s"),
+        _ => format!("{d}d{h:02}h{m:02}m{s:02}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(
+            &["NAME", "NAT"],
+            &[
+                vec!["a".into(), "yes".into()],
+                vec!["longer".into(), "no".into()],
+            ],
+        );
+        assert_eq!(t, "NAME    NAT\na       yes\nlonger  no\n");
+        assert_eq!(
+            key_values(&[("name", "a".into()), ("netns path", "/x".into())]),
+            "name:        a\nnetns path:  /x\n"
+        );
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(duration(5), "5s");
+        assert_eq!(duration(65), "1m05s");
+        assert_eq!(duration(3 * 3600 + 5), "3h00m05s");
+        assert_eq!(duration(86400 + 61), "1d00h01m01s");
+    }
+}

@@ -1,0 +1,73 @@
+//! `create`: a fully wired namespace. The wire fields are checked here and become a
+//! [`NamespaceSpec`]; the answer is the [`Namespace`] that now exists.
+
+use super::{Op, Request};
+use crate::model::{self, Namespace, NamespaceSpec, Subnet, ValidationError};
+use crate::protocol::{ApiError, ErrorCode, Limits};
+use serde::{Deserialize, Serialize};
+
+/// The interface name inside the namespace when the client names none.
+pub const DEFAULT_NS_IFNAME: &str = "eth0";
+/// MTUs the kernel accepts on a veth that carries IPv4.
+const MTU_RANGE: std::ops::RangeInclusive<u32> = 68..=65535;
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Create {
+    pub name: String,
+    /// "a.b.c.d/len"; default: allocated from the pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    /// Masquerade the namespace's traffic out of the uplink (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_ifname: Option<String>,
+    /// Default: `nsv` + 8 hex digits, chosen by the agent (a reserved form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ifname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+}
+
+impl Op for Create {
+    const NAME: &'static str = "create";
+    type Output = Namespace;
+
+    fn validate(self, limits: Limits) -> Result<Request, ApiError> {
+        model::validate_name(&self.name)?;
+        let ns_ifname = self
+            .ns_ifname
+            .unwrap_or_else(|| DEFAULT_NS_IFNAME.to_string());
+        model::validate_ifname(&ns_ifname)?;
+        if ns_ifname == "lo" {
+            return Err(ValidationError::IfName(ns_ifname).into());
+        }
+        if let Some(h) = &self.host_ifname {
+            model::validate_ifname(h)?;
+            if model::is_agent_ifname(h) {
+                return Err(ValidationError::ReservedIfName(h.clone()).into());
+            }
+        }
+        let subnet = self
+            .subnet
+            .map(|s| Subnet::parse_for_namespace(&s, limits.min_prefix))
+            .transpose()?;
+        if let Some(m) = self.mtu {
+            if !MTU_RANGE.contains(&m) {
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("mtu {m} out of range {MTU_RANGE:?}"),
+                ));
+            }
+        }
+        Ok(Request::Create(NamespaceSpec {
+            name: self.name,
+            subnet,
+            nat: self.nat.unwrap_or(true),
+            ns_ifname,
+            host_ifname: self.host_ifname,
+            mtu: self.mtu,
+        }))
+    }
+}

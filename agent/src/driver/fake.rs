@@ -1,0 +1,107 @@
+//! A kernel stand-in: remembers what exists and fails what it is told to. For tests of the
+//! executor and the server that need no root.
+
+use super::{CreateFailure, Driver, DriverError, Gone};
+use crate::model::Namespace;
+use crate::netlink::NetlinkError;
+use nft::{Elem, ElemOp, GroupError};
+use std::collections::HashSet;
+
+#[derive(Debug, Default)]
+pub struct Fake {
+    pub netns: HashSet<String>,
+    pub links: HashSet<u32>,
+    pub elems: HashSet<Elem>,
+    /// Names whose netlink phase fails.
+    pub fail_netlink: HashSet<String>,
+    /// Host interface names whose element adds the nft transaction rejects.
+    pub fail_nft: HashSet<String>,
+    /// Links removed and not yet reported gone.
+    pub gone: Vec<u32>,
+    /// Keep links alive after removal until the test sets this back to false.
+    pub hold_links: bool,
+    /// Sleep this long in every create (to fill the queue in backpressure tests).
+    pub create_delay: std::time::Duration,
+}
+
+impl Driver for Fake {
+    fn create(&mut self, items: &[Namespace]) -> Vec<Result<(), CreateFailure>> {
+        std::thread::sleep(self.create_delay);
+        items
+            .iter()
+            .map(|ns| {
+                if self.fail_netlink.contains(&ns.name) {
+                    return Err(CreateFailure {
+                        error: DriverError::Netlink {
+                            step: "add address",
+                            source: NetlinkError::errno(libc::EINVAL),
+                        },
+                        link_created: false,
+                    });
+                }
+                self.netns.insert(ns.name.clone());
+                self.links.insert(ns.host_ifindex);
+                Ok(())
+            })
+            .collect()
+    }
+
+    fn remove(&mut self, ns: &Namespace) {
+        self.netns.remove(&ns.name);
+        if !self.hold_links {
+            self.links.remove(&ns.host_ifindex);
+        }
+        self.gone.push(ns.host_ifindex);
+    }
+
+    fn nft(&mut self, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>> {
+        groups
+            .iter()
+            .map(|g| {
+                let guilty = g.iter().any(|op| match op {
+                    ElemOp::Add(Elem::NsIface(n)) => self.fail_nft.contains(n),
+                    _ => false,
+                });
+                if guilty {
+                    return Err(GroupError::Rejected {
+                        errno: libc::EEXIST,
+                        errno_text: "File exists".into(),
+                    });
+                }
+                for op in g {
+                    // The kernel refuses a double add or a missing delete: so does the fake,
+                    // loudly, since the executor must never ask for one.
+                    match op {
+                        ElemOp::Add(e) => assert!(self.elems.insert(e.clone()), "double add {e:?}"),
+                        ElemOp::Del(e) => assert!(self.elems.remove(e), "missing {e:?}"),
+                    }
+                }
+                Ok(())
+            })
+            .collect()
+    }
+
+    fn gone_links(&mut self) -> Gone {
+        if self.hold_links {
+            return Gone::Links(vec![]);
+        }
+        Gone::Links(std::mem::take(&mut self.gone))
+    }
+
+    fn link_exists(&mut self, ifindex: u32) -> bool {
+        self.links.contains(&ifindex)
+    }
+
+    fn delete_link(&mut self, ifindex: u32) {
+        self.links.remove(&ifindex);
+        self.gone.push(ifindex);
+    }
+
+    fn gone_netns(&mut self) -> Vec<String> {
+        vec![]
+    }
+
+    fn delete_table(&mut self) {
+        self.elems.clear();
+    }
+}

@@ -1,0 +1,270 @@
+//! The driver that talks to the kernel: named namespaces, rtnetlink pipelines, the nft table,
+//! link notifications.
+
+use super::requests::{self, Ipv6Links, Step};
+use super::{CreateFailure, Driver, DriverError, Gone};
+use crate::model::Namespace;
+use crate::netlink::{LinkEvent, LinkEvents, NetlinkError, Request, Rtnl};
+use crate::netns::{NetnsDir, NewNetns};
+use metrics::Metrics;
+use netlink_packet_route::RouteNetlinkMessage;
+use nft::{ElemOp, GroupError, NftSocket};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct KernelDriver {
+    pub(super) netns: NetnsDir,
+    pub(super) host: Rtnl,
+    pub(super) events: LinkEvents,
+    pub(super) nft: NftSocket,
+    table: String,
+    metrics: Arc<Metrics>,
+    ipv6: Ipv6Links,
+}
+
+/// One namespace on its way through [`KernelDriver::create`].
+struct Building<'a> {
+    ns: &'a Namespace,
+    /// The new namespace (file, fd, socket inside); `None` once it failed to be made.
+    netns: Option<NewNetns>,
+    /// Host-side requests not sent yet: the veth pair, then its configuration.
+    host: [Vec<Step>; 2],
+    outcome: Result<(), CreateFailure>,
+}
+
+impl Building<'_> {
+    fn fail(&mut self, error: DriverError, link_created: bool) {
+        if self.outcome.is_ok() {
+            self.outcome = Err(CreateFailure {
+                error,
+                link_created,
+            });
+        }
+    }
+}
+
+/// The `kind` label of nsagent_netlink_requests_total.
+fn kind(msg: &RouteNetlinkMessage) -> &'static str {
+    match msg {
+        RouteNetlinkMessage::NewLink(_) => "newlink",
+        RouteNetlinkMessage::SetLink(_) => "setlink",
+        RouteNetlinkMessage::GetLink(_) => "getlink",
+        RouteNetlinkMessage::NewAddress(_) => "newaddr",
+        RouteNetlinkMessage::NewRoute(_) => "newroute",
+        RouteNetlinkMessage::NewNeighbour(_) => "newneigh",
+        _ => "other",
+    }
+}
+
+/// Sends a pipeline and counts it.
+fn pipeline(m: &Metrics, rtnl: &mut Rtnl, reqs: Vec<Request>) -> Vec<Result<(), NetlinkError>> {
+    for r in &reqs {
+        m.netlink_requests_total
+            .with_label_values(&[kind(&r.msg)])
+            .inc();
+    }
+    let out = rtnl.pipeline(reqs);
+    for r in &out {
+        if let Err(NetlinkError::Errno { errno, .. }) = r {
+            m.netlink_errors_total
+                .with_label_values(&[&errno.to_string()])
+                .inc();
+        }
+    }
+    out
+}
+
+/// Sends steps pipelined; one result per step, a failure named by its step.
+fn send(m: &Metrics, rtnl: &mut Rtnl, steps: Vec<Step>) -> Vec<Result<(), DriverError>> {
+    let names: Vec<&'static str> = steps.iter().map(|(_, s)| *s).collect();
+    let out = pipeline(m, rtnl, steps.into_iter().map(|(r, _)| r).collect());
+    out.into_iter()
+        .zip(names)
+        .map(|(r, step)| r.map_err(|source| DriverError::Netlink { step, source }))
+        .collect()
+}
+
+impl KernelDriver {
+    /// Opens the kernel sockets. Link notifications are subscribed to first, so that no
+    /// deletion can be missed.
+    pub fn new(netns: NetnsDir, table: String, metrics: Arc<Metrics>) -> Result<Self, DriverError> {
+        let open = |source| DriverError::Netlink {
+            step: "open netlink socket",
+            source,
+        };
+        let events = LinkEvents::open().map_err(open)?;
+        Ok(KernelDriver {
+            netns,
+            host: Rtnl::open().map_err(open)?,
+            events,
+            nft: NftSocket::open()?,
+            table,
+            metrics,
+            ipv6: Ipv6Links::Off,
+        })
+    }
+
+    /// Leaves IPv6 address generation on the veth ends at the kernel's default instead of off.
+    /// Only the benchmark's naive floor wants this: it measures what the agent's choice saves.
+    pub fn with_kernel_default_ipv6(mut self) -> Self {
+        self.ipv6 = Ipv6Links::KernelDefault;
+        self
+    }
+
+    /// The nft socket, for whole-table transactions (start-up, benchmarks).
+    pub fn nft_socket(&mut self) -> &mut NftSocket {
+        &mut self.nft
+    }
+
+    /// Makes each namespace's netns and builds its host requests.
+    fn start<'a>(&self, ns: &'a Namespace) -> Building<'a> {
+        match self.netns.create(&ns.name) {
+            Ok(made) => Building {
+                host: requests::host(ns, &made, self.ipv6),
+                ns,
+                netns: Some(made),
+                outcome: Ok(()),
+            },
+            Err(e) => Building {
+                ns,
+                netns: None,
+                host: [vec![], vec![]],
+                outcome: Err(CreateFailure {
+                    error: e.into(),
+                    link_created: false,
+                }),
+            },
+        }
+    }
+
+    /// One pipelined round on the host socket for every namespace still on track.
+    fn host_round(&mut self, all: &mut [Building], round: usize) {
+        let mut owner = vec![];
+        let mut steps = vec![];
+        for (i, b) in all.iter_mut().enumerate() {
+            if b.outcome.is_ok() {
+                for s in std::mem::take(&mut b.host[round]) {
+                    owner.push(i);
+                    steps.push(s);
+                }
+            }
+        }
+        for (i, r) in owner
+            .into_iter()
+            .zip(send(&self.metrics, &mut self.host, steps))
+        {
+            if let Err(e) = r {
+                all[i].fail(e, round == 1);
+            }
+        }
+    }
+
+    /// The namespace side, on the namespace's own socket.
+    fn configure_inside(&mut self, b: &mut Building) {
+        let Some(made) = b.netns.as_mut() else { return };
+        if b.outcome.is_err() {
+            return;
+        }
+        let steps = requests::inside(b.ns, self.ipv6);
+        if let Some(Err(e)) = send(&self.metrics, &mut made.rtnl, steps)
+            .into_iter()
+            .find(Result::is_err)
+        {
+            b.fail(e, true);
+        }
+    }
+
+    /// Closes every fd into the new namespace (else it would outlive its file) and undoes a
+    /// failed one.
+    fn finish(&mut self, b: Building) -> Result<(), CreateFailure> {
+        if let Some(made) = b.netns {
+            drop(made);
+            if b.outcome.is_err() {
+                self.netns.remove(&b.ns.name);
+            }
+        }
+        b.outcome
+    }
+}
+
+impl Driver for KernelDriver {
+    fn create(&mut self, items: &[Namespace]) -> Vec<Result<(), CreateFailure>> {
+        let mut all: Vec<Building> = items.iter().map(|ns| self.start(ns)).collect();
+        // Host side, two pipelined rounds on the host socket: every veth pair, then the
+        // configuration of the pairs that were made.
+        self.host_round(&mut all, 0);
+        if self.ipv6 == Ipv6Links::Off {
+            for b in all.iter().filter(|b| b.outcome.is_ok()) {
+                requests::disable_ipv6(&b.ns.host_ifname);
+            }
+        }
+        self.host_round(&mut all, 1);
+        for b in &mut all {
+            self.configure_inside(b);
+        }
+        all.into_iter().map(|b| self.finish(b)).collect()
+    }
+
+    fn remove(&mut self, ns: &Namespace) {
+        self.netns.remove(&ns.name);
+    }
+
+    fn nft(&mut self, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>> {
+        if groups.iter().all(|g| g.is_empty()) {
+            return groups.iter().map(|_| Ok(())).collect();
+        }
+        let t = Instant::now();
+        let out = self.nft.apply_groups(&self.table, groups);
+        let m = &self.metrics;
+        m.nft_transaction_duration_seconds
+            .observe(t.elapsed().as_secs_f64());
+        let failed = out.iter().filter(|r| r.is_err()).count();
+        let outcome = match failed {
+            0 => "ok",
+            n if n == out.len() => "failed",
+            _ => "partial",
+        };
+        m.nft_transactions_total.with_label_values(&[outcome]).inc();
+        out
+    }
+
+    fn gone_links(&mut self) -> Gone {
+        let mut gone = vec![];
+        for e in self.events.drain() {
+            match e {
+                LinkEvent::Deleted(i) => gone.push(i),
+                LinkEvent::Lost => return Gone::Resync,
+            }
+        }
+        Gone::Links(gone)
+    }
+
+    fn delete_link(&mut self, ifindex: u32) {
+        let r = pipeline(
+            &self.metrics,
+            &mut self.host,
+            vec![requests::delete_link(ifindex)],
+        );
+        if let Some(Err(e)) = r.first() {
+            tracing::debug!(ifindex, error = %e, "delete link");
+        }
+    }
+
+    fn gone_netns(&mut self) -> Vec<String> {
+        self.netns.deleted()
+    }
+
+    fn delete_table(&mut self) {
+        let r = nft::Transaction::delete_table(&self.table)
+            .and_then(|tx| self.nft.run_all_or_nothing(tx));
+        if let Err(e) = r {
+            tracing::warn!(table = %self.table, error = %e, "delete table");
+        }
+    }
+
+    fn link_exists(&mut self, ifindex: u32) -> bool {
+        let r = self.host.pipeline(vec![requests::get_link(ifindex)]);
+        // ENODEV means gone; anything else, assume it is still there and ask again later.
+        !matches!(r.first(), Some(Err(NetlinkError::Errno { errno, .. })) if *errno == libc::ENODEV)
+    }
+}

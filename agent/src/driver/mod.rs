@@ -1,0 +1,113 @@
+//! "Make the kernel look like that": the side of the executor that touches the kernel, behind a
+//! trait so the executor's planning, rollback and failure isolation can be tested with a fake.
+//!
+//! [`KernelDriver`] speaks rtnetlink (links, addresses, routes, neighbours; [`crate::netlink`]),
+//! makes named namespaces ([`crate::netns`]) and changes the agent's nft table (the `nft` crate).
+//! [`recover`] rebuilds the agent's view from the kernel at start-up. [`Fake`] stands in for the
+//! kernel in tests that need no root.
+
+mod fake;
+mod kernel;
+mod recover;
+mod requests;
+
+pub use fake::Fake;
+pub use kernel::KernelDriver;
+pub use recover::Recovery;
+
+use crate::model::Namespace;
+use crate::netlink::NetlinkError;
+use crate::netns::NetnsError;
+use crate::protocol::{ApiError, ErrorCode};
+use nft::{Elem, ElemOp, GroupError, NftError};
+
+/// Why the kernel refused a step.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// A netlink request failed; `step` says which one (e.g. "add gateway address").
+    #[error("{step}: {source}")]
+    Netlink {
+        step: &'static str,
+        #[source]
+        source: NetlinkError,
+    },
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    /// The nft transaction rejected this command's element changes.
+    #[error(transparent)]
+    Nft(#[from] GroupError),
+    /// A whole-table nft operation failed (start-up, shutdown).
+    #[error("nft table: {0}")]
+    Table(#[from] NftError),
+    /// A driver broke its own contract.
+    #[error("{0}")]
+    Bug(&'static str),
+    /// Reading the netns directory failed (start-up recovery).
+    #[error("read the netns directory: {0}")]
+    Dir(#[source] std::io::Error),
+}
+
+impl DriverError {
+    /// The protocol's code for it: the one place a kernel error becomes an [`ErrorCode`].
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DriverError::Netlink {
+                source: NetlinkError::Errno { errno, .. },
+                ..
+            } if *errno == libc::EEXIST => ErrorCode::Exists,
+            DriverError::Netns(NetnsError::Exists(_)) => ErrorCode::Exists,
+            DriverError::Bug(_) => ErrorCode::Internal,
+            _ => ErrorCode::Kernel,
+        }
+    }
+}
+
+impl From<DriverError> for ApiError {
+    fn from(e: DriverError) -> Self {
+        ApiError::new(e.code(), e.to_string())
+    }
+}
+
+/// A create that failed. `link_created`: a host veth was made and dies asynchronously with the
+/// namespace, so its name, index and subnet stay reserved until the kernel reports it gone.
+#[derive(Debug)]
+pub struct CreateFailure {
+    pub error: DriverError,
+    pub link_created: bool,
+}
+
+/// What became of the host links the executor waits for.
+pub enum Gone {
+    Links(Vec<u32>),
+    /// Notifications were lost: the caller must ask [`Driver::link_exists`] for each.
+    Resync,
+}
+
+pub trait Driver {
+    /// The netlink phase for a batch of creates. A failed item has been undone by the driver
+    /// (its netns file removed) before this returns.
+    fn create(&mut self, items: &[Namespace]) -> Vec<Result<(), CreateFailure>>;
+    /// Removes a namespace's file; the kernel destroys the namespace and its veth pair.
+    fn remove(&mut self, ns: &Namespace);
+    /// One nft transaction with one group of element changes per command.
+    fn nft(&mut self, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>>;
+    /// Host links that disappeared since the last call.
+    fn gone_links(&mut self) -> Gone;
+    fn link_exists(&mut self, ifindex: u32) -> bool;
+    /// Deletes a host link outright (slow: the kernel waits for RCU). Only for links whose
+    /// namespace cannot take them down, e.g. one a process still holds open.
+    fn delete_link(&mut self, ifindex: u32);
+    /// Names whose netns file disappeared (someone ran `ip netns del`) since the last call.
+    fn gone_netns(&mut self) -> Vec<String>;
+    /// Removes the agent's table (shutdown with --cleanup-on-exit).
+    fn delete_table(&mut self);
+}
+
+/// A namespace's set elements: how it appears in the agent's table.
+pub fn elems(ns: &Namespace) -> Vec<Elem> {
+    let mut v = vec![Elem::NsIface(ns.host_ifname.clone())];
+    if ns.nat {
+        v.push(Elem::NatSaddr(ns.address));
+    }
+    v
+}

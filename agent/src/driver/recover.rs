@@ -1,0 +1,256 @@
+//! Start-up recovery: the kernel is the source of truth. The agent's view is rebuilt from a
+//! link dump, an address dump and the netns directory alone; nothing is read from a state file.
+//! Whole namespaces are adopted, half-built ones (a crash mid-create) removed, and the table is
+//! rewritten in one transaction holding the adopted namespaces' elements.
+//!
+//! What is ours is told by the ownership marks ([`Mark`]) on host veths and on `lo` inside.
+
+use super::{elems, DriverError, KernelDriver};
+use crate::model::{self, Mark, Namespace, Subnet, LO_IFINDEX, PEER_IFINDEX};
+use crate::netlink::{LinkInfo, NetlinkError, Rtnl};
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+/// What start-up recovery found.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Whole namespaces, adopted as they are.
+    pub adopted: Vec<Namespace>,
+    /// Names of half-built ones that were removed.
+    pub removed: Vec<String>,
+}
+
+impl KernelDriver {
+    /// Rebuilds the view from the kernel, then replaces the agent's table with one holding the
+    /// adopted namespaces' elements and the uplink's, in a single transaction.
+    pub fn recover(
+        &mut self,
+        spec: &nft::TableSpec,
+        uplink: Option<&str>,
+    ) -> Result<Recovery, DriverError> {
+        let found = self.adopt_or_remove()?;
+        let mut all: Vec<nft::Elem> = uplink
+            .map(|u| nft::Elem::Uplink(u.to_string()))
+            .into_iter()
+            .collect();
+        for ns in &found.adopted {
+            all.extend(elems(ns));
+        }
+        let tx = nft::Transaction::replace_table(spec, &all)?;
+        self.nft.run_all_or_nothing(tx)?;
+        Ok(found)
+    }
+
+    fn adopt_or_remove(&mut self) -> Result<Recovery, DriverError> {
+        let dump = |source| DriverError::Netlink {
+            step: "dump links and addresses",
+            source,
+        };
+        let mut out = Recovery::default();
+        let links = self.host.links().map_err(dump)?;
+        let addrs = self.host.addresses().map_err(dump)?;
+        let files: HashMap<String, bool> = self
+            .netns
+            .list()
+            .map_err(DriverError::Dir)?
+            .into_iter()
+            .collect();
+        let mut claimed = HashSet::new();
+        for l in &links {
+            let Some(mark) = l.alias.as_deref().and_then(Mark::parse) else {
+                continue;
+            };
+            let name = mark.name.clone();
+            claimed.insert(name.clone());
+            let host_addr = addrs.get(&l.index).and_then(|v| v.first().copied());
+            let adopted = if files.get(&name) == Some(&true) {
+                match self.netns.inspect(&name, inside) {
+                    Ok(inside) => whole(&mark, l, host_addr, &inside, self.netns.dir()),
+                    Err(e) => {
+                        tracing::warn!(name, error = %e, "cannot look inside namespace");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            match adopted {
+                Some(ns) => {
+                    tracing::info!(name, host_ifname = %ns.host_ifname, subnet = %ns.subnet, "adopted namespace");
+                    out.adopted.push(ns);
+                }
+                None => {
+                    tracing::info!(name, host_ifname = %l.name, "removing half-built namespace");
+                    self.netns.remove(&name);
+                    super::Driver::delete_link(self, l.index);
+                    out.removed.push(name);
+                }
+            }
+        }
+        // A netns marked as ours (lo's alias) whose veth never came: a crash mid-create.
+        for (name, nsfs) in files {
+            if claimed.contains(&name) {
+                continue;
+            }
+            if !nsfs {
+                // A crash between creating the file (our name lock) and mounting the namespace
+                // onto it leaves an empty plain file: not a namespace, but it blocks the name.
+                let path = self.netns.path(&name);
+                let empty = std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == 0);
+                if empty && model::validate_name(&name).is_ok() {
+                    tracing::info!(name, "removing an empty netns file left by a crash");
+                    let _ = std::fs::remove_file(&path);
+                    out.removed.push(name);
+                }
+                continue;
+            }
+            if let Ok(inside) = self.netns.inspect(&name, inside) {
+                if inside.lo_alias.as_deref() == Some(Mark::lo(&name).as_str()) {
+                    tracing::info!(name, "removing half-built namespace (no veth)");
+                    self.netns.remove(&name);
+                    out.removed.push(name);
+                }
+            }
+        }
+        // Links deleted above die asynchronously; their events are not news.
+        let _ = self.events.drain();
+        Ok(out)
+    }
+}
+
+/// The veth peer as seen from inside.
+#[derive(Debug, Clone)]
+struct Peer {
+    name: String,
+    up: bool,
+    mtu: u32,
+    addr: Option<(Ipv4Addr, u8)>,
+}
+
+/// What a managed namespace looks like from inside.
+struct Inside {
+    lo_alias: Option<String>,
+    lo_up: bool,
+    peer: Option<Peer>,
+    gateway: Option<Ipv4Addr>,
+}
+
+fn inside(rtnl: &mut Rtnl) -> Result<Inside, NetlinkError> {
+    let links = rtnl.links()?;
+    let addrs = rtnl.addresses()?;
+    let lo = links.iter().find(|l| l.index == LO_IFINDEX);
+    let peer = links
+        .iter()
+        .find(|l| l.index == PEER_IFINDEX)
+        .map(|l| Peer {
+            name: l.name.clone(),
+            up: l.up,
+            mtu: l.mtu,
+            addr: addrs.get(&PEER_IFINDEX).and_then(|v| v.first().copied()),
+        });
+    Ok(Inside {
+        lo_alias: lo.and_then(|l| l.alias.clone()),
+        lo_up: lo.is_some_and(|l| l.up),
+        peer,
+        gateway: rtnl.default_route()?.and_then(|r| r.gateway),
+    })
+}
+
+/// Decides whether a host veth plus what is inside its namespace make a whole namespace, and
+/// rebuilds its `Namespace` if so.
+fn whole(
+    mark: &Mark,
+    host: &LinkInfo,
+    host_addr: Option<(Ipv4Addr, u8)>,
+    inside: &Inside,
+    netns_dir: &Path,
+) -> Option<Namespace> {
+    let (gateway, prefix) = host_addr?;
+    if !host.up || !inside.lo_up || prefix > 31 || prefix == 0 {
+        return None;
+    }
+    let mask = u32::MAX << (32 - prefix);
+    let subnet = Subnet::new(Ipv4Addr::from(u32::from(gateway) & mask), prefix)?;
+    let (gw, addr) = subnet.gateway_and_address();
+    let peer = inside.peer.clone()?;
+    if gw != gateway || !peer.up || peer.addr != Some((addr, prefix)) || inside.gateway != Some(gw)
+    {
+        return None;
+    }
+    Some(Namespace {
+        name: mark.name.clone(),
+        netns_path: netns_dir.join(&mark.name).to_string_lossy().into_owned(),
+        host_ifname: host.name.clone(),
+        ns_ifname: peer.name,
+        subnet,
+        gateway: gw,
+        address: addr,
+        nat: mark.nat,
+        mtu: (peer.mtu != 1500 && peer.mtu != 0).then_some(peer.mtu),
+        host_ifindex: host.index,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inside_ok() -> Inside {
+        Inside {
+            lo_alias: Some("nsagent:a".into()),
+            lo_up: true,
+            peer: Some(Peer {
+                name: "eth0".into(),
+                up: true,
+                mtu: 1500,
+                addr: Some(("100.64.0.2".parse().unwrap(), 30)),
+            }),
+            gateway: Some("100.64.0.1".parse().unwrap()),
+        }
+    }
+
+    fn host() -> LinkInfo {
+        LinkInfo {
+            index: 7,
+            name: "nsv64400000".into(),
+            alias: Some("nsagent:a".into()),
+            mtu: 1500,
+            up: true,
+        }
+    }
+
+    fn mark() -> Mark {
+        Mark {
+            name: "a".into(),
+            nat: true,
+        }
+    }
+
+    #[test]
+    fn whole_namespaces_are_rebuilt() {
+        let dir = Path::new("/run/netns");
+        let gw = Some(("100.64.0.1".parse().unwrap(), 30));
+        let ns = whole(&mark(), &host(), gw, &inside_ok(), dir).unwrap();
+        assert_eq!(ns.subnet.to_string(), "100.64.0.0/30");
+        assert_eq!(ns.address.to_string(), "100.64.0.2");
+        assert_eq!(ns.host_ifindex, 7);
+        assert_eq!(ns.mtu, None);
+    }
+
+    #[test]
+    fn half_built_ones_are_not() {
+        let dir = Path::new("/run/netns");
+        let gw = Some(("100.64.0.1".parse().unwrap(), 30));
+        assert!(whole(&mark(), &host(), None, &inside_ok(), dir).is_none());
+        let mut i = inside_ok();
+        i.gateway = None;
+        assert!(whole(&mark(), &host(), gw, &i, dir).is_none());
+        let mut i = inside_ok();
+        i.peer = None;
+        assert!(whole(&mark(), &host(), gw, &i, dir).is_none());
+        let mut h = host();
+        h.up = false;
+        assert!(whole(&mark(), &h, gw, &inside_ok(), dir).is_none());
+    }
+}

@@ -1,0 +1,205 @@
+//! The netlink requests that wire one namespace, as data: built once per create, sent pipelined
+//! by [`super::KernelDriver`]. Each carries the step name an error reports.
+
+use crate::model::{Namespace, LO_IFINDEX, PEER_IFINDEX};
+use crate::netlink::Request;
+use crate::netns::NewNetns;
+use netlink_packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+    LinkMessage,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::{
+    AddressMessageBuilder, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+
+/// A request and the step it performs (what an error message names).
+pub type Step = (Request, &'static str);
+
+/// How the veth ends are configured for IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipv6Links {
+    /// No link-local address, no DAD (docs/kernel.md#no-ipv6-address-generation-on-veths).
+    Off,
+    /// The kernel's defaults: what the naive floor of the benchmark measures.
+    KernelDefault,
+}
+
+/// No IPv6 link-local address and no DAD on our veth ends: the agent configures IPv4 only, and
+/// address generation on thousands of veths is an O(N) cost in the kernel
+/// (docs/kernel.md#no-ipv6-address-generation-on-veths).
+fn no_ipv6_autoconf() -> LinkAttribute {
+    LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+        In6AddrGenMode::None,
+    )])])
+}
+
+/// A permanent neighbour entry. Why: every namespace's traffic otherwise needs an ARP entry on
+/// each side, and the kernel's neighbour table is one table for the whole host (gc_thresh3 =
+/// 1024 by default): past about a thousand namespaces it overflows and drops packets. Permanent
+/// entries are exempt from that limit, and no ARP exchange is needed at all
+/// (docs/kernel.md#pinned-neighbours).
+fn pinned_neighbour(ifindex: u32, ip: Ipv4Addr, mac: [u8; 6]) -> NeighbourMessage {
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.ifindex = ifindex;
+    m.header.state = NeighbourState::Permanent;
+    m.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+    m.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    m
+}
+
+fn link_set(index: u32) -> LinkMessageBuilder<LinkUnspec> {
+    LinkUnspec::new_with_index(index)
+}
+
+/// The veth pair, the peer born inside the new namespace (moving a link between namespaces
+/// costs an RCU wait: docs/kernel.md#peer-born-inside-the-namespace), both ends with the
+/// ifindex and MAC the agent chose.
+fn veth(ns: &Namespace, made: &NewNetns) -> LinkMessage {
+    let (host_mac, peer_mac) = ns.macs();
+    let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .name(ns.ns_ifname.clone())
+        .address(peer_mac.to_vec())
+        .index(PEER_IFINDEX)
+        .setns_by_fd(made.fd.as_raw_fd());
+    let mut host = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(ns.host_ifname.clone())
+        .address(host_mac.to_vec())
+        .index(ns.host_ifindex);
+    if let Some(mtu) = ns.mtu {
+        peer = peer.mtu(mtu);
+        host = host.mtu(mtu);
+    }
+    host.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+        .build()
+}
+
+/// The host side, in two rounds: `[create the veth pair]`, then its configuration. (Configuring
+/// by our chosen ifindex after a failed create could touch somebody else's link.)
+pub fn host(ns: &Namespace, made: &NewNetns, ipv6: Ipv6Links) -> [Vec<Step>; 2] {
+    let idx = ns.host_ifindex;
+    let mut host_conf = link_set(idx).alias(ns.mark().to_string());
+    if ipv6 == Ipv6Links::Off {
+        host_conf = host_conf.append_extra_attribute(no_ipv6_autoconf());
+    }
+    let create = vec![(
+        Request::create(RouteNetlinkMessage::NewLink(veth(ns, made))),
+        "create veth pair",
+    )];
+    let configure = vec![
+        (
+            Request::change(RouteNetlinkMessage::SetLink(host_conf.build())),
+            "configure host veth",
+        ),
+        (
+            Request::create(RouteNetlinkMessage::NewAddress(
+                AddressMessageBuilder::<Ipv4Addr>::new()
+                    .index(idx)
+                    .address(ns.gateway, ns.subnet.prefix)
+                    .build(),
+            )),
+            "add gateway address",
+        ),
+        (
+            Request::change(RouteNetlinkMessage::SetLink(link_set(idx).up().build())),
+            "set host veth up",
+        ),
+        (
+            Request::create(RouteNetlinkMessage::NewNeighbour(pinned_neighbour(
+                idx,
+                ns.address,
+                ns.macs().1,
+            ))),
+            "pin namespace neighbour",
+        ),
+    ];
+    [create, configure]
+}
+
+/// Inside the namespace, on its own socket.
+pub fn inside(ns: &Namespace, ipv6: Ipv6Links) -> Vec<Step> {
+    let mut peer_conf = link_set(PEER_IFINDEX);
+    if ipv6 == Ipv6Links::Off {
+        peer_conf = peer_conf.append_extra_attribute(no_ipv6_autoconf());
+    }
+    vec![
+        (
+            Request::change(RouteNetlinkMessage::SetLink(peer_conf.build())),
+            "configure namespace veth",
+        ),
+        (
+            Request::create(RouteNetlinkMessage::NewAddress(
+                AddressMessageBuilder::<Ipv4Addr>::new()
+                    .index(PEER_IFINDEX)
+                    .address(ns.address, ns.subnet.prefix)
+                    .build(),
+            )),
+            "add namespace address",
+        ),
+        (
+            Request::change(RouteNetlinkMessage::SetLink(
+                link_set(PEER_IFINDEX).up().build(),
+            )),
+            "set namespace veth up",
+        ),
+        (
+            Request::change(RouteNetlinkMessage::SetLink(
+                link_set(LO_IFINDEX).up().build(),
+            )),
+            "set lo up",
+        ),
+        (
+            Request::create(RouteNetlinkMessage::NewRoute(
+                RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(ns.gateway)
+                    .build(),
+            )),
+            "add default route",
+        ),
+        (
+            Request::create(RouteNetlinkMessage::NewNeighbour(pinned_neighbour(
+                PEER_IFINDEX,
+                ns.gateway,
+                ns.macs().0,
+            ))),
+            "pin gateway neighbour",
+        ),
+    ]
+}
+
+/// Turns IPv6 off on a host-side veth before it comes up. Why: even without addresses, an
+/// IPv6-enabled link adds a multicast route to the host's one IPv6 routing table and makes
+/// every link state change walk that whole table (fib6_ifup/fib6_ifdown under rtnl_lock, seen
+/// with perf): a per-namespace cost that grows with the number of namespaces
+/// (docs/kernel.md#ipv6-off-on-the-host-veth). The host side only ever carries the namespace's
+/// IPv4 gateway address. procfs is the kernel's only switch for this per device (netlink's
+/// IFLA_INET6 attributes cannot set it).
+pub fn disable_ipv6(ifname: &str) {
+    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+    if let Err(e) = std::fs::write(&path, b"1") {
+        // No IPv6 in this kernel, or the device is already gone: nothing to save.
+        tracing::debug!(ifname, error = %e, "disable_ipv6");
+    }
+}
+
+/// A request to delete a link by index.
+pub fn delete_link(ifindex: u32) -> Request {
+    let mut msg = LinkMessage::default();
+    msg.header.index = ifindex;
+    Request::change(RouteNetlinkMessage::DelLink(msg))
+}
+
+/// A request that only asks whether a link exists.
+pub fn get_link(ifindex: u32) -> Request {
+    let mut msg = LinkMessage::default();
+    msg.header.index = ifindex;
+    Request::change(RouteNetlinkMessage::GetLink(msg))
+}

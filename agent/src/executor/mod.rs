@@ -1,0 +1,786 @@
+//! The executor: one dedicated thread that owns the agent's view of what exists. It drains the
+//! job queue in batches, plans each batch against its view (nothing touches the kernel for a
+//! command that is refused), runs the netlink work for the whole batch, then one nft transaction,
+//! then answers every command.
+
+mod reservations;
+
+use crate::cmd::{Deleted, NamespaceList, Pong, PoolStatus, Request, Response, Status};
+use crate::driver::{self, CreateFailure, Driver, DriverError, Gone};
+use crate::model::{Namespace, NamespaceSpec};
+use crate::pool::Pool;
+use crate::protocol::{ApiError, ErrorCode, Reply};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use metrics::Metrics;
+use nft::{ElemOp, GroupError};
+use reservations::Reservations;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Deleted namespaces whose host link the kernel has not freed yet, at most. Above this, new
+/// work waits: churn must not outrun the kernel's clean-up (each pending one holds ~0.3 MB of
+/// kernel memory: docs/kernel.md#deleting-a-namespace).
+pub const MAX_PENDING_DELETIONS: usize = 4096;
+/// How long a batch waits for the kernel to get below [`MAX_PENDING_DELETIONS`] before it runs
+/// anyway.
+const PENDING_WAIT: Duration = Duration::from_secs(10);
+/// How long a create waits for the kernel to destroy the previous namespace of its name before
+/// it is answered `busy` (a process inside can hold that namespace forever).
+const NAME_REUSE_WAIT: Duration = Duration::from_secs(10);
+/// How often an idle executor looks for kernel events; more often while it waits for some.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+const WAITING_POLL: Duration = Duration::from_millis(20);
+
+/// One request on its way through the queue.
+pub struct Job {
+    pub request: Request,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Static facts reported by `status`.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub version: &'static str,
+    pub table: String,
+    pub uplink: Option<String>,
+    pub netns_dir: PathBuf,
+    pub started: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most jobs taken into one batch.
+    pub max_batch: usize,
+    /// See [`MAX_PENDING_DELETIONS`].
+    pub max_pending: usize,
+    /// At shutdown, remove every namespace in one final batch and delete the table.
+    pub cleanup_on_exit: bool,
+}
+
+pub struct Executor<D: Driver> {
+    driver: D,
+    info: Info,
+    limits: Limits,
+    held: Reservations,
+    live: HashMap<String, Namespace>,
+    /// Host ifindex -> name of live namespaces, to recognise links deleted by someone else.
+    by_ifindex: HashMap<u32, String>,
+    /// Jobs waiting for a name's old namespace to be gone, in arrival order.
+    deferred: HashMap<String, VecDeque<(Job, Instant)>>,
+    batch_sizes: BatchSizes,
+    metrics: Arc<Metrics>,
+    /// Live set elements (namespaces' and uplinks'), for the nft_elements gauge.
+    elements: i64,
+}
+
+/// A write that passed planning: what it will change, and whom to answer.
+struct Planned {
+    change: Change,
+    ns: Namespace,
+    reply: oneshot::Sender<Reply>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Create,
+    Delete,
+}
+
+impl Planned {
+    /// This command's group of the batch's nft transaction.
+    fn elem_ops(&self, netlink_ok: bool) -> Vec<ElemOp> {
+        let elems = driver::elems(&self.ns).into_iter();
+        match self.change {
+            Change::Create if netlink_ok => elems.map(ElemOp::Add).collect(),
+            Change::Create => vec![],
+            Change::Delete => elems.map(ElemOp::Del).collect(),
+        }
+    }
+}
+
+impl<D: Driver> Executor<D> {
+    pub fn new(driver: D, info: Info, limits: Limits, pool: Pool, metrics: Arc<Metrics>) -> Self {
+        let elements = info.uplink.iter().count() as i64;
+        let ex = Executor {
+            driver,
+            info,
+            limits,
+            held: Reservations::new(pool),
+            live: HashMap::new(),
+            by_ifindex: HashMap::new(),
+            deferred: HashMap::new(),
+            batch_sizes: BatchSizes::default(),
+            metrics,
+            elements,
+        };
+        let pool = ex.held.pool();
+        ex.metrics
+            .pool_addresses
+            .set(pool.size() as i64 * pool_slot_addresses(pool));
+        ex.update_gauges();
+        ex
+    }
+
+    /// Takes over namespaces found whole at start-up (their elements are already in the table).
+    pub fn adopt(&mut self, namespaces: Vec<Namespace>) {
+        for ns in namespaces {
+            self.held.hold(&ns);
+            self.go_live(ns);
+        }
+        self.update_gauges();
+    }
+
+    /// The driver, for tests that look at what it was asked to do.
+    pub fn driver(&self) -> &D {
+        &self.driver
+    }
+
+    pub fn driver_mut(&mut self) -> &mut D {
+        &mut self.driver
+    }
+
+    /// Runs until every sender of the queue is gone.
+    pub fn run(mut self, rx: Receiver<Job>) {
+        let mut batch: VecDeque<Job> = VecDeque::new();
+        loop {
+            self.reap(&mut batch);
+            self.expire_deferred();
+            if batch.is_empty() {
+                let wait = if self.held.dying() == 0 && self.deferred.is_empty() {
+                    IDLE_POLL
+                } else {
+                    WAITING_POLL
+                };
+                match rx.recv_timeout(wait) {
+                    Ok(job) => batch.push_back(job),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            // Take what is queued, never wait for company.
+            while batch.len() < self.limits.max_batch {
+                match rx.try_recv() {
+                    Ok(job) => batch.push_back(job),
+                    Err(_) => break,
+                }
+            }
+            self.wait_for_kernel_cleanup(&mut batch);
+            self.batch_sizes.count(batch.len());
+            self.metrics.batch_size.observe(batch.len() as f64);
+            self.metrics.queue_depth.set(rx.len() as i64);
+            self.process(&mut batch);
+            self.update_gauges();
+        }
+        if self.limits.cleanup_on_exit {
+            self.cleanup_all();
+        }
+        tracing::info!("command queue closed; executor stops");
+    }
+
+    /// Removes everything the agent made, in one batch, then the table.
+    fn cleanup_all(&mut self) {
+        let mut batch: VecDeque<Job> = self
+            .live
+            .keys()
+            .map(|name| Job {
+                request: Request::Delete { name: name.clone() },
+                reply: oneshot::channel().0,
+            })
+            .collect();
+        let n = batch.len();
+        self.process(&mut batch);
+        self.driver.delete_table();
+        tracing::info!(
+            namespaces = n,
+            "cleanup on exit: removed every namespace and the table"
+        );
+    }
+
+    /// Processes a batch in segments that keep sequential semantics: a segment ends before a
+    /// job that touches a name already touched in it, and before a read that follows a write.
+    pub fn process(&mut self, batch: &mut VecDeque<Job>) {
+        let _span = tracing::debug_span!("batch", commands = batch.len()).entered();
+        while !batch.is_empty() {
+            let planned = self.plan_segment(batch);
+            self.execute(planned);
+        }
+    }
+
+    /// Takes jobs off the front of `batch` for one segment: answers the reads, plans the writes.
+    fn plan_segment(&mut self, batch: &mut VecDeque<Job>) -> Vec<Planned> {
+        let mut names: HashSet<String> = HashSet::new();
+        let mut planned = vec![];
+        while let Some(job) = batch.front() {
+            let name = job.request.writes().map(str::to_string);
+            match &name {
+                Some(n) if names.contains(n) => break,
+                None if !names.is_empty() => break,
+                _ => {}
+            }
+            let Some(job) = batch.pop_front() else { break };
+            // A create of a name whose old namespace the kernel is still destroying waits for
+            // it, and so does everything after it that names that name.
+            let waits = job
+                .request
+                .names()
+                .is_some_and(|n| self.deferred.contains_key(n))
+                || matches!(&job.request, Request::Create(s) if self.held.name_is_dying(&s.name));
+            if let (true, Some(n)) = (waits, job.request.names()) {
+                self.deferred
+                    .entry(n.to_string())
+                    .or_default()
+                    .push_back((job, Instant::now()));
+                continue;
+            }
+            names.extend(name);
+            planned.extend(self.plan(job));
+        }
+        planned
+    }
+
+    /// Answers reads at once; checks writes against the view and reserves what they will use.
+    fn plan(&mut self, job: Job) -> Option<Planned> {
+        let answer = |reply: oneshot::Sender<Reply>, r: Reply| {
+            // The client may have gone; nothing to do about it.
+            let _ = reply.send(r);
+        };
+        match job.request {
+            Request::Ping => answer(
+                job.reply,
+                Ok(Response::Pong(Pong {
+                    version: self.info.version.to_string(),
+                })),
+            ),
+            Request::Status => answer(job.reply, Ok(Response::Status(self.status()))),
+            Request::Get { name } => answer(
+                job.reply,
+                self.live
+                    .get(&name)
+                    .map(|ns| Response::Namespace(ns.clone()))
+                    .ok_or_else(|| not_found(&name)),
+            ),
+            Request::List => {
+                let mut namespaces: Vec<Namespace> = self.live.values().cloned().collect();
+                namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+                answer(job.reply, Ok(Response::List(NamespaceList { namespaces })));
+            }
+            Request::Delete { name } => match self.live.get(&name) {
+                Some(ns) => {
+                    return Some(Planned {
+                        change: Change::Delete,
+                        ns: ns.clone(),
+                        reply: job.reply,
+                    })
+                }
+                None => answer(job.reply, Err(not_found(&name))),
+            },
+            Request::Create(spec) => match self.plan_create(&spec) {
+                Ok(ns) => {
+                    self.held.hold(&ns);
+                    return Some(Planned {
+                        change: Change::Create,
+                        ns,
+                        reply: job.reply,
+                    });
+                }
+                Err(e) => answer(job.reply, Err(e)),
+            },
+        }
+        None
+    }
+
+    fn plan_create(&mut self, spec: &NamespaceSpec) -> Result<Namespace, ApiError> {
+        if self.live.contains_key(&spec.name) {
+            return Err(ApiError::new(
+                ErrorCode::Exists,
+                format!("namespace {} exists", spec.name),
+            ));
+        }
+        if let Some(h) = &spec.host_ifname {
+            if self.held.host_ifname_taken(h) {
+                return Err(ApiError::new(
+                    ErrorCode::Exists,
+                    format!("host interface {h} is in use"),
+                ));
+            }
+        }
+        let subnet = self.held.choose_subnet(spec.subnet)?;
+        let ns = Namespace::plan(spec, subnet, &self.info.netns_dir);
+        if spec.host_ifname.is_none() && self.held.host_ifname_taken(&ns.host_ifname) {
+            // Cannot happen while subnets are unique; refuse rather than collide.
+            self.held.give_back(subnet);
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                "host interface name collision",
+            ));
+        }
+        Ok(ns)
+    }
+
+    /// Runs a segment's writes: the netlink phase, one nft transaction, then settles and
+    /// answers each.
+    fn execute(&mut self, planned: Vec<Planned>) {
+        if planned.is_empty() {
+            return;
+        }
+        let netlink = self.netlink_phase(&planned);
+        let groups: Vec<Vec<ElemOp>> = planned
+            .iter()
+            .zip(&netlink)
+            .map(|(p, nl)| p.elem_ops(nl.is_ok()))
+            .collect();
+        let nft = self.driver.nft(&groups);
+        for ((p, nl), nf) in planned.into_iter().zip(netlink).zip(nft) {
+            let r = match p.change {
+                Change::Create => self.settle_create(p.ns, nl, nf),
+                Change::Delete => self.settle_delete(p.ns, nf),
+            };
+            let _ = p.reply.send(r);
+        }
+    }
+
+    /// The creates' kernel work, for the whole segment at once; one result per planned write
+    /// (deletes need none before the nft phase).
+    fn netlink_phase(&mut self, planned: &[Planned]) -> Vec<Result<(), CreateFailure>> {
+        let creates: Vec<Namespace> = planned
+            .iter()
+            .filter(|p| p.change == Change::Create)
+            .map(|p| p.ns.clone())
+            .collect();
+        let mut created = self.driver.create(&creates).into_iter();
+        planned
+            .iter()
+            .map(|p| match p.change {
+                Change::Create => created.next().unwrap_or(Err(CreateFailure {
+                    error: DriverError::Bug("driver returned too few results"),
+                    link_created: false,
+                })),
+                Change::Delete => Ok(()),
+            })
+            .collect()
+    }
+
+    fn settle_create(
+        &mut self,
+        ns: Namespace,
+        netlink: Result<(), CreateFailure>,
+        nft: Result<(), GroupError>,
+    ) -> Reply {
+        match (netlink, nft) {
+            (Ok(()), Ok(())) => {
+                let out = ns.clone();
+                self.go_live(ns);
+                Ok(Response::Namespace(out))
+            }
+            (Ok(()), Err(e)) => {
+                tracing::info!(name = %ns.name, error = %e, "create rolled back: nft rejected its elements");
+                self.driver.remove(&ns);
+                self.held.start_dying(&ns, false);
+                Err(DriverError::from(e).into())
+            }
+            (Err(f), _) => {
+                tracing::info!(name = %ns.name, error = %f.error, "create rolled back");
+                if f.link_created {
+                    self.held.start_dying(&ns, false);
+                } else {
+                    self.held.release(ns.subnet, &ns.host_ifname);
+                }
+                Err(f.error.into())
+            }
+        }
+    }
+
+    fn settle_delete(&mut self, ns: Namespace, nft: Result<(), GroupError>) -> Reply {
+        if let Err(e) = nft {
+            tracing::warn!(name = %ns.name, error = %e, "delete failed at nft; namespace kept");
+            return Err(DriverError::from(e).into());
+        }
+        self.leave_live(&ns);
+        self.driver.remove(&ns);
+        self.held.start_dying(&ns, true);
+        Ok(Response::Deleted(Deleted { name: ns.name }))
+    }
+
+    fn go_live(&mut self, ns: Namespace) {
+        self.elements += driver::elems(&ns).len() as i64;
+        self.by_ifindex.insert(ns.host_ifindex, ns.name.clone());
+        self.live.insert(ns.name.clone(), ns);
+    }
+
+    fn leave_live(&mut self, ns: &Namespace) {
+        self.elements -= driver::elems(ns).len() as i64;
+        self.by_ifindex.remove(&ns.host_ifindex);
+        self.live.remove(&ns.name);
+    }
+
+    /// Someone else deleted part of a live namespace (its veth, or its netns file): remove the
+    /// rest, so that what the agent reports is what exists.
+    fn external_removal(&mut self, name: &str, link_gone: bool) {
+        let Some(ns) = self.live.get(name).cloned() else {
+            return;
+        };
+        self.leave_live(&ns);
+        let ops: Vec<ElemOp> = driver::elems(&ns).into_iter().map(ElemOp::Del).collect();
+        if let Some(Err(e)) = self.driver.nft(&[ops]).pop() {
+            tracing::warn!(name, error = %e, "removing elements of an externally deleted namespace");
+        }
+        self.driver.remove(&ns);
+        if link_gone {
+            self.held.release(ns.subnet, &ns.host_ifname);
+        } else {
+            // The netns file is gone but a process may still hold the namespace, and with it
+            // the veth: take the link down ourselves, then wait for the kernel as usual.
+            self.driver.delete_link(ns.host_ifindex);
+            self.held.start_dying(&ns, false);
+        }
+        self.metrics
+            .recovery_total
+            .with_label_values(&["external"])
+            .inc();
+        tracing::info!(
+            name,
+            what = if link_gone { "host veth" } else { "netns file" },
+            "namespace was deleted from outside the agent; cleaned up the rest"
+        );
+        self.update_gauges();
+    }
+
+    /// The kernel has removed a dying link: free what it held, and let jobs that waited for
+    /// its name go first in the next batch.
+    fn finish_dying(&mut self, ifindex: u32, batch: &mut VecDeque<Job>) {
+        if let Some(Some(name)) = self.held.finish_dying(ifindex) {
+            if let Some(waiting) = self.deferred.remove(&name) {
+                for (job, _) in waiting.into_iter().rev() {
+                    batch.push_front(job);
+                }
+            }
+        }
+    }
+
+    /// Releases what the kernel has finished destroying; notices what others removed.
+    fn reap(&mut self, batch: &mut VecDeque<Job>) {
+        match self.driver.gone_links() {
+            Gone::Links(gone) => {
+                for i in gone {
+                    if self.held.is_dying(i) {
+                        self.finish_dying(i, batch);
+                    } else if let Some(name) = self.by_ifindex.get(&i).cloned() {
+                        self.external_removal(&name, true);
+                    }
+                }
+            }
+            Gone::Resync => {
+                for i in self.held.dying_ifindexes() {
+                    if !self.driver.link_exists(i) {
+                        self.finish_dying(i, batch);
+                    }
+                }
+            }
+        }
+        for name in self.driver.gone_netns() {
+            if self.live.contains_key(&name) {
+                self.external_removal(&name, false);
+            }
+        }
+    }
+
+    /// A name whose old namespace is held alive (e.g. a process still inside it) cannot be
+    /// reused; waiting jobs get `busy` after [`NAME_REUSE_WAIT`] instead of waiting forever.
+    fn expire_deferred(&mut self) {
+        let now = Instant::now();
+        for queue in self.deferred.values_mut() {
+            while queue
+                .front()
+                .is_some_and(|(_, t)| now.duration_since(*t) > NAME_REUSE_WAIT)
+            {
+                if let Some((job, _)) = queue.pop_front() {
+                    let _ = job.reply.send(Err(ApiError::new(
+                        ErrorCode::Busy,
+                        "the previous namespace of this name is still being destroyed by the kernel (is a process still inside it?); retry later",
+                    )));
+                }
+            }
+        }
+        self.deferred.retain(|_, q| !q.is_empty());
+    }
+
+    fn wait_for_kernel_cleanup(&mut self, batch: &mut VecDeque<Job>) {
+        if self.held.dying() < self.limits.max_pending {
+            return;
+        }
+        let deadline = Instant::now() + PENDING_WAIT;
+        while self.held.dying() >= self.limits.max_pending && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+            self.reap(batch);
+        }
+    }
+
+    fn update_gauges(&self) {
+        let m = &self.metrics;
+        let pool = self.held.pool();
+        m.namespaces.set(self.live.len() as i64);
+        m.pool_addresses_free
+            .set(pool.free() as i64 * pool_slot_addresses(pool));
+        m.nft_elements.set(self.elements);
+    }
+
+    fn status(&self) -> Status {
+        let pool = self.held.pool();
+        Status {
+            version: self.info.version.to_string(),
+            namespaces: self.live.len(),
+            pending_deletions: self.held.dying(),
+            pool: PoolStatus {
+                cidr: pool.base().to_string(),
+                prefix_len: pool.slot_prefix(),
+                size: pool.size(),
+                free: pool.free(),
+            },
+            uplink: self.info.uplink.clone(),
+            table: self.info.table.clone(),
+            netns_dir: self.info.netns_dir.to_string_lossy().into_owned(),
+            uptime_seconds: self.info.started.elapsed().as_secs(),
+            batch_sizes: self.batch_sizes.report(),
+        }
+    }
+}
+
+/// Addresses in one of the pool's subnets.
+fn pool_slot_addresses(pool: &Pool) -> i64 {
+    1i64 << (32 - pool.slot_prefix())
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no namespace named {name}"))
+}
+
+/// Batch sizes seen, in power-of-two buckets (1, 2-3, 4-7, ... 512+).
+#[derive(Default)]
+struct BatchSizes([u64; BatchSizes::BUCKETS]);
+
+impl BatchSizes {
+    const BUCKETS: usize = 10;
+
+    fn count(&mut self, len: usize) {
+        let bucket = (usize::BITS - 1 - len.max(1).leading_zeros()) as usize;
+        self.0[bucket.min(Self::BUCKETS - 1)] += 1;
+    }
+
+    /// `{"1": n, "2-3": n, "4-7": n, …}`: how many executor batches had that many commands.
+    fn report(&self) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for (i, n) in self.0.iter().enumerate() {
+            let lo = 1usize << i;
+            let key = if i == Self::BUCKETS - 1 {
+                format!("{lo}+")
+            } else if lo == 1 {
+                "1".to_string()
+            } else {
+                format!("{lo}-{}", 2 * lo - 1)
+            };
+            m.insert(key, *n);
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::Fake;
+    use crate::model::Subnet;
+
+    fn executor(pool: &str) -> Executor<Fake> {
+        let base = Subnet::parse_pool(pool).unwrap();
+        let info = Info {
+            version: "test",
+            table: "t".into(),
+            uplink: None,
+            netns_dir: "/run/netns".into(),
+            started: Instant::now(),
+        };
+        let limits = Limits {
+            max_batch: 64,
+            max_pending: 100,
+            cleanup_on_exit: false,
+        };
+        let metrics = Arc::new(Metrics::new("test", "test").unwrap());
+        Executor::new(
+            Fake::default(),
+            info,
+            limits,
+            Pool::new(base, 30).unwrap(),
+            metrics,
+        )
+    }
+
+    fn spec(name: &str) -> NamespaceSpec {
+        NamespaceSpec {
+            name: name.into(),
+            subnet: None,
+            nat: true,
+            ns_ifname: "eth0".into(),
+            host_ifname: None,
+            mtu: None,
+        }
+    }
+
+    type Rx = oneshot::Receiver<Reply>;
+
+    fn job(request: Request) -> (Job, Rx) {
+        let (tx, rx) = oneshot::channel();
+        (Job { request, reply: tx }, rx)
+    }
+
+    fn run(ex: &mut Executor<Fake>, ops: Vec<Request>) -> Vec<Rx> {
+        let mut batch = VecDeque::new();
+        let mut rxs = vec![];
+        for op in ops {
+            let (c, rx) = job(op);
+            batch.push_back(c);
+            rxs.push(rx);
+        }
+        ex.process(&mut batch);
+        rxs
+    }
+
+    fn code(rx: &mut Rx) -> &'static str {
+        match rx.try_recv() {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(e)) => e.code.as_str(),
+            Err(_) => "unanswered",
+        }
+    }
+
+    #[test]
+    fn one_failing_create_does_not_fail_its_neighbours() {
+        let mut ex = executor("100.64.0.0/24");
+        ex.driver.fail_netlink.insert("bad".into());
+        let mut rx = run(
+            &mut ex,
+            vec![
+                Request::Create(spec("a")),
+                Request::Create(spec("bad")),
+                Request::Create(spec("c")),
+            ],
+        );
+        assert_eq!(
+            [code(&mut rx[0]), code(&mut rx[1]), code(&mut rx[2])],
+            ["ok", "kernel", "ok"]
+        );
+        assert_eq!(ex.live.len(), 2);
+        // The failed one's subnet went back to the pool; its elements were never added.
+        assert_eq!(ex.held.pool().free(), 64 - 2);
+        assert_eq!(ex.driver.elems.len(), 4);
+        assert!(!ex.driver.netns.contains("bad"));
+    }
+
+    #[test]
+    fn an_nft_rejection_rolls_back_only_the_guilty_create() {
+        let mut ex = executor("100.64.0.0/24");
+        // The second allocation gets 100.64.0.4/30 -> nsv64400004.
+        ex.driver.fail_nft.insert("nsv64400004".into());
+        let mut rx = run(
+            &mut ex,
+            vec![
+                Request::Create(spec("a")),
+                Request::Create(spec("b")),
+                Request::Create(spec("c")),
+            ],
+        );
+        assert_eq!(
+            [code(&mut rx[0]), code(&mut rx[1]), code(&mut rx[2])],
+            ["ok", "kernel", "ok"]
+        );
+        assert!(!ex.driver.netns.contains("b"), "rolled back");
+        assert!(ex.get_live("b").is_none());
+        // Its subnet stays reserved until the kernel has removed the link, then is free again.
+        let mut batch = VecDeque::new();
+        ex.reap(&mut batch);
+        assert_eq!(ex.held.pool().free(), 64 - 2);
+    }
+
+    #[test]
+    fn same_name_twice_in_one_batch_is_sequential() {
+        let mut ex = executor("100.64.0.0/24");
+        let mut rx = run(
+            &mut ex,
+            vec![Request::Create(spec("a")), Request::Create(spec("a"))],
+        );
+        assert_eq!([code(&mut rx[0]), code(&mut rx[1])], ["ok", "exists"]);
+        let mut rx = run(
+            &mut ex,
+            vec![
+                Request::Delete { name: "a".into() },
+                Request::Delete { name: "a".into() },
+                Request::Get { name: "a".into() },
+            ],
+        );
+        assert_eq!(
+            [code(&mut rx[0]), code(&mut rx[1]), code(&mut rx[2])],
+            ["ok", "not_found", "not_found"]
+        );
+    }
+
+    #[test]
+    fn create_after_delete_waits_for_the_kernel() {
+        let mut ex = executor("100.64.0.0/24");
+        let mut rx = run(&mut ex, vec![Request::Create(spec("a"))]);
+        assert_eq!(code(&mut rx[0]), "ok");
+        ex.driver.hold_links = true;
+        let mut rx = run(
+            &mut ex,
+            vec![
+                Request::Delete { name: "a".into() },
+                Request::Create(spec("a")),
+            ],
+        );
+        assert_eq!(code(&mut rx[0]), "ok");
+        assert_eq!(
+            code(&mut rx[1]),
+            "unanswered",
+            "waits while the old link exists"
+        );
+        // The old subnet is still reserved: a new create gets another one.
+        let mut batch = VecDeque::new();
+        ex.driver.hold_links = false;
+        ex.reap(&mut batch);
+        assert_eq!(batch.len(), 1, "released to run next");
+        ex.process(&mut batch);
+        assert_eq!(code(&mut rx[1]), "ok");
+        assert!(ex.driver.netns.contains("a"));
+    }
+
+    #[test]
+    fn explicit_subnets_and_exhaustion() {
+        let mut ex = executor("100.64.0.0/29"); // two /30s
+        let mut s = spec("x");
+        s.subnet = Some(Subnet::parse_for_namespace("100.64.0.4/30", 30).unwrap());
+        let mut s2 = spec("y");
+        s2.subnet = Some(Subnet::parse_for_namespace("100.64.0.6/31", 30).unwrap());
+        let mut rx = run(
+            &mut ex,
+            vec![
+                Request::Create(s),
+                Request::Create(s2),
+                Request::Create(spec("a")),
+                Request::Create(spec("b")),
+            ],
+        );
+        let codes: Vec<_> = rx.iter_mut().map(code).collect();
+        assert_eq!(codes, ["ok", "subnet_in_use", "ok", "pool_exhausted"]);
+        assert_eq!(
+            ex.get_live("a").map(|n| n.subnet.to_string()),
+            Some("100.64.0.0/30".into())
+        );
+    }
+
+    impl Executor<Fake> {
+        fn get_live(&self, name: &str) -> Option<&Namespace> {
+            self.live.get(name)
+        }
+    }
+}

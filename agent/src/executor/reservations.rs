@@ -1,0 +1,149 @@
+//! What namespaces hold — a name, a subnet, a host interface name, a host ifindex — from the
+//! moment a create is planned until the kernel has really freed them. A deleted namespace's
+//! host veth disappears asynchronously (docs/kernel.md#deleting-a-namespace): until the
+//! link-deleted event arrives, nothing it used may be handed out again.
+
+use crate::model::{Namespace, Subnet};
+use crate::pool::Pool;
+use crate::protocol::{ApiError, ErrorCode};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// A host link that is dying: everything it used stays reserved until the kernel removes it.
+#[derive(Debug)]
+struct Dying {
+    /// The name, if it stays reserved too (a delete; not a rolled-back create).
+    name: Option<String>,
+    subnet: Subnet,
+    host_ifname: String,
+}
+
+#[derive(Debug)]
+pub struct Reservations {
+    pool: Pool,
+    /// Every subnet in use (live, being created, dying): start -> end, for O(log n) overlap
+    /// checks.
+    subnets: BTreeMap<u32, u32>,
+    host_ifnames: HashSet<String>,
+    /// Dying host links by ifindex.
+    dying: HashMap<u32, Dying>,
+    dying_names: HashSet<String>,
+}
+
+impl Reservations {
+    pub fn new(pool: Pool) -> Self {
+        Reservations {
+            pool,
+            subnets: BTreeMap::new(),
+            host_ifnames: HashSet::new(),
+            dying: HashMap::new(),
+            dying_names: HashSet::new(),
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The subnet a create gets: the one it asked for if nothing in use overlaps it, else the
+    /// pool's next free one.
+    pub fn choose_subnet(&mut self, wanted: Option<Subnet>) -> Result<Subnet, ApiError> {
+        if let Some(s) = wanted {
+            if overlaps(&self.subnets, s) {
+                return Err(ApiError::new(
+                    ErrorCode::SubnetInUse,
+                    format!("subnet {s} overlaps one in use"),
+                ));
+            }
+            return Ok(s);
+        }
+        let subnets = &self.subnets;
+        self.pool
+            .allocate(|s| !overlaps(subnets, s))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::PoolExhausted,
+                    format!(
+                        "no free /{} left in {}",
+                        self.pool.slot_prefix(),
+                        self.pool.base()
+                    ),
+                )
+            })
+    }
+
+    /// Returns a subnet [`Reservations::choose_subnet`] took from the pool, unused.
+    pub fn give_back(&mut self, subnet: Subnet) {
+        self.pool.release(subnet);
+    }
+
+    pub fn host_ifname_taken(&self, ifname: &str) -> bool {
+        self.host_ifnames.contains(ifname)
+    }
+
+    /// Holds what `ns` uses.
+    pub fn hold(&mut self, ns: &Namespace) {
+        self.subnets.insert(ns.subnet.start(), ns.subnet.end());
+        self.pool.mark(ns.subnet);
+        self.host_ifnames.insert(ns.host_ifname.clone());
+    }
+
+    /// Frees a subnet and a host interface name (nothing in the kernel holds them any more).
+    pub fn release(&mut self, subnet: Subnet, host_ifname: &str) {
+        self.subnets.remove(&subnet.start());
+        self.pool.release(subnet);
+        self.host_ifnames.remove(host_ifname);
+    }
+
+    /// Keeps what `ns` used until the kernel reports its host link gone; its name too if
+    /// `keep_name` (a create of that name then waits).
+    pub fn start_dying(&mut self, ns: &Namespace, keep_name: bool) {
+        if keep_name {
+            self.dying_names.insert(ns.name.clone());
+        }
+        self.dying.insert(
+            ns.host_ifindex,
+            Dying {
+                name: keep_name.then(|| ns.name.clone()),
+                subnet: ns.subnet,
+                host_ifname: ns.host_ifname.clone(),
+            },
+        );
+    }
+
+    /// The kernel removed the link `ifindex`: frees what it held. Returns whether it was a
+    /// dying one, and the name freed with it, if any.
+    pub fn finish_dying(&mut self, ifindex: u32) -> Option<Option<String>> {
+        let d = self.dying.remove(&ifindex)?;
+        if let Some(n) = &d.name {
+            self.dying_names.remove(n);
+        }
+        self.release(d.subnet, &d.host_ifname);
+        Some(d.name)
+    }
+
+    pub fn is_dying(&self, ifindex: u32) -> bool {
+        self.dying.contains_key(&ifindex)
+    }
+
+    pub fn name_is_dying(&self, name: &str) -> bool {
+        self.dying_names.contains(name)
+    }
+
+    /// Host links the kernel has not freed yet.
+    pub fn dying(&self) -> usize {
+        self.dying.len()
+    }
+
+    pub fn dying_ifindexes(&self) -> Vec<u32> {
+        self.dying.keys().copied().collect()
+    }
+}
+
+/// Whether `s` overlaps a subnet in use (start -> end, non-overlapping): only the one with the
+/// greatest start at or below `s`'s end can, so this is O(log n).
+fn overlaps(subnets: &BTreeMap<u32, u32>, s: Subnet) -> bool {
+    subnets
+        .range(..=s.end())
+        .next_back()
+        .is_some_and(|(_, end)| *end >= s.start())
+}

@@ -1,0 +1,206 @@
+//! One connection's requests: decode each line, queue it for the executor, write its answer
+//! when it comes back (in any order; each echoes its id).
+
+use super::connection::{self, Connection, Line};
+use super::Front;
+use crate::executor::Job;
+use crate::protocol::{self, ApiError, ErrorCode, Reply, MAX_LINE};
+use crossbeam_channel::TrySendError;
+use metrics::Metrics;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+
+/// Counts a connection while it is open.
+struct Open(Arc<Metrics>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.socket_connections.dec();
+    }
+}
+
+/// The writer side of one connection, shared by the tasks that wait for answers.
+struct Handler {
+    front: Front,
+    out: mpsc::Sender<Vec<u8>>,
+    /// Requests in flight on this connection; past `front.max_in_flight` it is not read.
+    in_flight: Arc<Semaphore>,
+}
+
+/// Serves one connection until the client closes it, it idles out, or `stop` fires; then
+/// answers everything already received before returning.
+pub async fn run(stream: UnixStream, front: Front, mut stop: watch::Receiver<bool>) {
+    front.metrics.socket_connections.inc();
+    let _open = Open(front.metrics.clone());
+    let (rd, wr) = stream.into_split();
+    let (out, writer) = connection::writer(wr);
+    let mut conn = Connection::new(rd);
+    let handler = Handler {
+        in_flight: Arc::new(Semaphore::new(front.max_in_flight)),
+        front,
+        out,
+    };
+    loop {
+        let next = tokio::select! {
+            _ = stop.changed() => break,
+            next = tokio::time::timeout(handler.front.idle, conn.read_line()) => match next {
+                Ok(next) => next,
+                Err(_) => {
+                    handler.front.metrics.socket_rejected_total.with_label_values(&["idle"]).inc();
+                    break;
+                }
+            },
+        };
+        match next {
+            Ok(Line::Eof) | Err(_) => break,
+            Ok(Line::TooLong) => {
+                handler.too_long().await;
+                break;
+            }
+            Ok(Line::Some) => {}
+        }
+        if handler.request(conn.line()).await.is_err() {
+            break;
+        }
+    }
+    drop(handler);
+    let _ = writer.await;
+}
+
+/// The connection's writer is gone: stop reading.
+struct Closed;
+
+impl Handler {
+    async fn too_long(&self) {
+        self.front
+            .metrics
+            .socket_rejected_total
+            .with_label_values(&["line_too_long"])
+            .inc();
+        let err = Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("request line longer than {MAX_LINE} bytes; closing the connection"),
+        ));
+        let _ = self.out.send(line(&Value::Null, &err)).await;
+    }
+
+    /// Decodes one line and queues it; its answer is written by a task of its own.
+    async fn request(&self, bytes: &[u8]) -> Result<(), Closed> {
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(());
+        }
+        let arrived = Instant::now();
+        let protocol::Decoded {
+            id,
+            op_name,
+            request,
+        } = protocol::decode(bytes, self.front.limits);
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => {
+                let r = Err(e);
+                observe(&self.front.metrics, op_name, &r, arrived);
+                return self.out.send(line(&id, &r)).await.map_err(|_| Closed);
+            }
+        };
+        let permit = self
+            .in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Closed)?;
+        let (reply, answer) = oneshot::channel();
+        let queued = enqueue(&self.front, Job { request, reply }).await;
+        let pending = Pending {
+            id,
+            op_name,
+            arrived,
+            out: self.out.clone(),
+            metrics: self.front.metrics.clone(),
+            _permit: permit,
+        };
+        tokio::spawn(pending.answer(queued, answer));
+        Ok(())
+    }
+}
+
+/// A queued request waiting for its answer.
+struct Pending {
+    id: Value,
+    op_name: &'static str,
+    arrived: Instant,
+    out: mpsc::Sender<Vec<u8>>,
+    metrics: Arc<Metrics>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Pending {
+    async fn answer(self, queued: Result<(), ApiError>, answer: oneshot::Receiver<Reply>) {
+        let r: Reply = match queued {
+            Err(e) => Err(e),
+            Ok(()) => answer.await.unwrap_or_else(|_| {
+                Err(ApiError::new(
+                    ErrorCode::Internal,
+                    "executor dropped the command",
+                ))
+            }),
+        };
+        let _ = self.out.send(line(&self.id, &r)).await;
+        observe(&self.metrics, self.op_name, &r, self.arrived);
+        tracing::debug!(
+            id = %self.id,
+            op = self.op_name,
+            outcome = r.as_ref().err().map_or("ok", |e| e.code.as_str()),
+            micros = self.arrived.elapsed().as_micros() as u64,
+            "command"
+        );
+    }
+}
+
+/// Pushes into the bounded queue; when it is full, waits (up to `front.queue_wait`) instead of
+/// dropping.
+async fn enqueue(front: &Front, mut job: Job) -> Result<(), ApiError> {
+    let deadline = Instant::now() + front.queue_wait;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        match front.queue.try_send(job) {
+            Ok(()) => {
+                front.metrics.queue_depth.set(front.queue.len() as i64);
+                return Ok(());
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(ApiError::new(ErrorCode::Internal, "executor is gone"))
+            }
+            Err(TrySendError::Full(j)) => {
+                if Instant::now() >= deadline {
+                    return Err(ApiError::new(
+                        ErrorCode::Busy,
+                        "command queue full; retry later",
+                    ));
+                }
+                job = j;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Counts an answered command.
+fn observe(m: &Metrics, op: &str, r: &Reply, since: Instant) {
+    let outcome = r.as_ref().err().map_or("ok", |e| e.code.as_str());
+    m.commands_total.with_label_values(&[op, outcome]).inc();
+    m.command_duration_seconds
+        .with_label_values(&[op])
+        .observe(since.elapsed().as_secs_f64());
+}
+
+/// One response line, newline included.
+pub fn line(id: &Value, r: &Reply) -> Vec<u8> {
+    let mut v = protocol::encode(id, r);
+    v.push(b'\n');
+    v
+}
