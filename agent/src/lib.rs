@@ -25,3 +25,55 @@ mod http;
 mod pool;
 
 pub use pool::Pool;
+
+#[cfg(test)]
+mod tests {
+    /// Every anchor of docs/kernel.md that the code cites names a heading that exists.
+    #[test]
+    fn kernel_doc_citations_resolve() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let doc = std::fs::read_to_string(root.join("docs/kernel.md")).unwrap();
+        let anchors: Vec<String> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .map(|h| {
+                h.trim_start_matches('#')
+                    .trim()
+                    .to_lowercase()
+                    .chars()
+                    .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+                    .map(|c| if c == ' ' { '-' } else { c })
+                    .collect()
+            })
+            .collect();
+        let mut cited = 0;
+        let mut stack = vec![root.join("agent/src"), root.join("nft/src")];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap();
+                let pattern = concat!("docs/kernel.md", "#");
+                for (_, rest) in text
+                    .match_indices(pattern)
+                    .map(|(i, _)| text.split_at(i + pattern.len()))
+                {
+                    let anchor: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '-')
+                        .collect();
+                    assert!(
+                        anchors.contains(&anchor),
+                        "{}: no heading for #{anchor}",
+                        p.display()
+                    );
+                    cited += 1;
+                }
+            }
+        }
+        assert!(cited > 5, "the code cites docs/kernel.md");
+    }
+}

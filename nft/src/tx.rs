@@ -1,6 +1,7 @@
 //! Building nft batches and committing them as one atomic transaction each.
 //!
-//! Kernel facts this code is built around (measured, see NOTES.md):
+//! Kernel facts this code is built around (measured: docs/kernel.md#batch-acks and
+//! docs/kernel.md#batches-larger-than-a-page):
 //! - every message of a batch is acked, even when the batch as a whole is rolled back;
 //! - on kernels >= 6.10 the end-of-batch message is acked only when the batch committed;
 //! - a failing reply carries the sequence number of the message that failed, so giving each

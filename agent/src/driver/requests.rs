@@ -24,7 +24,7 @@ pub type Step = (Request, &'static str);
 /// How the veth ends are configured for IPv6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ipv6Links {
-    /// No link-local address, no DAD (docs/kernel.md#no-ipv6-address-generation-on-veths).
+    /// No link-local address, no DAD (docs/kernel.md#ipv6-address-generation-off).
     Off,
     /// The kernel's defaults: what the naive floor of the benchmark measures.
     KernelDefault,
@@ -32,7 +32,7 @@ pub enum Ipv6Links {
 
 /// No IPv6 link-local address and no DAD on our veth ends: the agent configures IPv4 only, and
 /// address generation on thousands of veths is an O(N) cost in the kernel
-/// (docs/kernel.md#no-ipv6-address-generation-on-veths).
+/// (docs/kernel.md#ipv6-address-generation-off).
 fn no_ipv6_autoconf() -> LinkAttribute {
     LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
         In6AddrGenMode::None,
@@ -61,7 +61,7 @@ fn link_set(index: u32) -> LinkMessageBuilder<LinkUnspec> {
 }
 
 /// The veth pair, the peer born inside the new namespace (moving a link between namespaces
-/// costs an RCU wait: docs/kernel.md#peer-born-inside-the-namespace), both ends with the
+/// costs an RCU wait: docs/kernel.md#peer-born-in-the-namespace), both ends with the
 /// ifindex and MAC the agent chose.
 fn veth(ns: &Namespace, made: &NewNetns) -> LinkMessage {
     let (host_mac, peer_mac) = ns.macs();
@@ -179,7 +179,7 @@ pub fn inside(ns: &Namespace, ipv6: Ipv6Links) -> Vec<Step> {
 /// IPv6-enabled link adds a multicast route to the host's one IPv6 routing table and makes
 /// every link state change walk that whole table (fib6_ifup/fib6_ifdown under rtnl_lock, seen
 /// with perf): a per-namespace cost that grows with the number of namespaces
-/// (docs/kernel.md#ipv6-off-on-the-host-veth). The host side only ever carries the namespace's
+/// (docs/kernel.md#ipv6-disabled-on-the-host-veth). The host side only ever carries the namespace's
 /// IPv4 gateway address. procfs is the kernel's only switch for this per device (netlink's
 /// IFLA_INET6 attributes cannot set it).
 pub fn disable_ipv6(ifname: &str) {

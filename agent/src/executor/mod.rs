@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 /// Deleted namespaces whose host link the kernel has not freed yet, at most. Above this, new
 /// work waits: churn must not outrun the kernel's clean-up (each pending one holds ~0.3 MB of
-/// kernel memory: docs/kernel.md#deleting-a-namespace).
+/// kernel memory: docs/kernel.md#past-5000-alive).
 pub const MAX_PENDING_DELETIONS: usize = 4096;
 /// How long a batch waits for the kernel to get below [`MAX_PENDING_DELETIONS`] before it runs
 /// anyway.

@@ -1,6 +1,6 @@
 //! What namespaces hold — a name, a subnet, a host interface name, a host ifindex — from the
 //! moment a create is planned until the kernel has really freed them. A deleted namespace's
-//! host veth disappears asynchronously (docs/kernel.md#deleting-a-namespace): until the
+//! host veth disappears asynchronously (docs/kernel.md#the-host-veth-disappears-later): until the
 //! link-deleted event arrives, nothing it used may be handed out again.
 
 use crate::model::{Namespace, Subnet};
