@@ -14,14 +14,14 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod driver;
-pub mod executor;
 pub mod model;
-pub mod netlink;
-pub mod netns;
 pub mod protocol;
 pub mod server;
 
+mod executor;
 mod http;
+mod netlink;
+mod netns;
 mod pool;
 
 pub use pool::Pool;

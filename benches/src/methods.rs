@@ -219,7 +219,7 @@ fn scrape() -> anyhow::Result<usize> {
 }
 
 fn link_count() -> anyhow::Result<usize> {
-    sandbox::link_count(&mut nsagent::netlink::Rtnl::open()?)
+    sandbox::link_count()
 }
 
 pub fn nsagent(opts: &Opts) -> anyhow::Result<Value> {
@@ -350,7 +350,7 @@ pub fn flat_floor(opts: &Opts) -> anyhow::Result<Value> {
     use nsagent::driver::{Driver, KernelDriver};
     use nsagent::model::{Namespace, NamespaceSpec, Subnet};
     let links0 = link_count()?;
-    let dir = nsagent::netns::NetnsDir::prepare(Path::new("/run/netns"))?;
+    let dir = nsagent::driver::NetnsDir::prepare(Path::new("/run/netns"))?;
     let metrics = std::sync::Arc::new(metrics::Metrics::new("bench", "bench")?);
     let mut drv = KernelDriver::new(dir, "floor".into(), metrics)?.with_kernel_default_ipv6();
     let spec = nft::TableSpec::new("floor", true);

@@ -11,13 +11,13 @@ mod kernel;
 mod recover;
 mod requests;
 
+pub use crate::netlink::NetlinkError;
+pub use crate::netns::{NetnsDir, NetnsError};
 pub use fake::Fake;
 pub use kernel::KernelDriver;
 pub use recover::Recovery;
 
 use crate::model::Namespace;
-use crate::netlink::NetlinkError;
-use crate::netns::NetnsError;
 use crate::protocol::{ApiError, ErrorCode};
 use nft::{Elem, ElemOp, GroupError, NftError};
 

@@ -133,15 +133,6 @@ impl<D: Driver> Executor<D> {
         self.update_gauges();
     }
 
-    /// The driver, for tests that look at what it was asked to do.
-    pub fn driver(&self) -> &D {
-        &self.driver
-    }
-
-    pub fn driver_mut(&mut self) -> &mut D {
-        &mut self.driver
-    }
-
     /// Runs until every sender of the queue is gone.
     pub fn run(mut self, rx: Receiver<Job>) {
         let mut batch: VecDeque<Job> = VecDeque::new();

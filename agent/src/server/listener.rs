@@ -91,7 +91,7 @@ pub fn bind(
 /// Serves until `stop` fires; then stops accepting, lets every connection finish what it has
 /// already sent (each request still gets its answer), and returns once they are all done (or
 /// after `drain` at most).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: UnixListener,
     front: Front,
     access: Access,

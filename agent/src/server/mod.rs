@@ -7,7 +7,8 @@ mod connection;
 mod handler;
 mod listener;
 
-pub use listener::{bind, serve, Access, BindError};
+use listener::serve;
+pub use listener::{bind, Access, BindError};
 
 use crate::config::{Config, Uplink};
 use crate::driver::KernelDriver;
@@ -39,7 +40,7 @@ const RUNTIME_THREADS: usize = 2;
 
 /// What every connection shares.
 #[derive(Clone)]
-pub struct Front {
+pub(crate) struct Front {
     pub metrics: Arc<Metrics>,
     pub queue: Sender<Job>,
     pub limits: Limits,
@@ -53,7 +54,7 @@ pub struct Front {
 
 impl Front {
     /// The front with the documented limits.
-    pub fn new(metrics: Arc<Metrics>, queue: Sender<Job>, limits: Limits) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>, queue: Sender<Job>, limits: Limits) -> Self {
         Front {
             metrics,
             queue,
