@@ -178,7 +178,7 @@ mod tests {
         let Request::Create(spec) = d.request.unwrap() else {
             panic!()
         };
-        assert!(spec.nat);
+        assert!(spec.conf.nat);
         assert_eq!(spec.ns_ifname, "eth0");
         assert_eq!(spec.subnet, None);
     }

@@ -352,7 +352,12 @@ pub fn flat_floor(opts: &Opts) -> anyhow::Result<Value> {
     let links0 = link_count()?;
     let dir = nsagent::driver::NetnsDir::prepare(Path::new("/run/netns"))?;
     let metrics = std::sync::Arc::new(metrics::Metrics::new("bench", "bench")?);
-    let mut drv = KernelDriver::new(dir, "floor".into(), metrics)?.with_kernel_default_ipv6();
+    let dirs = nsagent::model::Dirs {
+        netns: "/run/netns".into(),
+        etc_netns: "/run/etc-netns".into(),
+    };
+    let etc = nsagent::driver::EtcNetns::new(dirs.etc_netns.clone());
+    let mut drv = KernelDriver::new(dir, etc, "floor".into(), metrics)?.with_kernel_default_ipv6();
     let spec = nft::TableSpec::new("floor", true);
     drv.nft_socket()
         .run_all_or_nothing(nft::Transaction::replace_table(
@@ -368,12 +373,12 @@ pub fn flat_floor(opts: &Opts) -> anyhow::Result<Value> {
         let spec = NamespaceSpec {
             name: format!("f{i}"),
             subnet: Some(subnet),
-            nat: true,
+            conf: nsagent::model::Conf::default(),
             ns_ifname: "eth0".into(),
             host_ifname: None,
             mtu: None,
         };
-        let ns = Namespace::plan(&spec, subnet, Path::new("/run/netns"));
+        let ns = Namespace::plan(&spec, subnet, &dirs);
         if let Some(Err(e)) = drv.create(std::slice::from_ref(&ns)).pop() {
             bail!("floor create {i}: {}", e.error);
         }

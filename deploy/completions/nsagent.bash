@@ -97,7 +97,7 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__add)
-            opts="-h --count --prefix --subnet --no-nat --mtu --socket --json --help"
+            opts="-h --count --prefix --subnet --no-nat --mtu --dns --dns-search --dns-option --rate --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -116,6 +116,22 @@ _nsagent() {
                     return 0
                     ;;
                 --mtu)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns-search)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns-option)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -371,7 +387,7 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__run)
-            opts="-h --config --check-config --socket --netns-dir --uplink --pool --prefix-len --table --max-batch --queue-capacity --socket-mode --socket-group --allow-uid --allow-gid --cleanup-on-exit --metrics-addr --log-level --log-format --help"
+            opts="-h --config --check-config --socket --netns-dir --etc-netns-dir --uplink --pool --prefix-len --table --max-batch --queue-capacity --socket-mode --socket-group --allow-uid --allow-gid --cleanup-on-exit --metrics-addr --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -386,6 +402,10 @@ _nsagent() {
                     return 0
                     ;;
                 --netns-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etc-netns-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -39,6 +39,7 @@ complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "help" -d 'Print thi
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l config -d 'Configuration file (TOML; keys are these flags\' names with `_`). Precedence: flag > environment > file > default. A missing default file is fine' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l socket -d 'Unix socket to serve the protocol on' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l netns-dir -d 'Directory of named network namespaces (as `ip netns` uses)' -r -F
+complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l etc-netns-dir -d 'Directory of per-namespace /etc overrides (as `ip netns exec` uses): a namespace\'s `dns` goes to NAME/resolv.conf in it' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l uplink -d 'Interface namespace traffic leaves through. Default: the default route\'s interface; `none`: any interface that is not a namespace\'s' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l pool -d 'Address pool that namespace subnets are allocated from' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l prefix-len -d 'Prefix length of each namespace\'s subnet (30 or 31)' -r
@@ -60,6 +61,10 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l count -d 'Create
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l prefix -d 'Name prefix of the namespaces --count creates' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l subnet -d 'Subnet a.b.c.d/len (default: allocated from the agent\'s pool)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l mtu -d 'MTU of the veth pair (68-65535)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l dns -d 'Nameserver for the namespace\'s resolv.conf (up to 3; repeat the flag)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l dns-search -d 'Search domain for the namespace\'s resolv.conf (repeat the flag)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l dns-option -d 'resolv.conf option, e.g. ndots:2 (repeat the flag)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l rate -d 'Rate limit, tc-style (10mbit, 500kbit, 1gbit, or bits/s): `RATE` both ways, `in:RATE` into the namespace, `out:RATE` out of it (repeat the flag)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l socket -d 'Unix socket of the agent' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l no-nat -d 'Do not masquerade the namespace\'s traffic'
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l json -d 'Print the protocol\'s result object(s) as one JSON document instead of a table'

@@ -248,12 +248,19 @@ impl Sandbox {
             .unwrap_or_default()
     }
 
-    /// Everything a request could change: links, netns files, the whole ruleset.
+    /// Everything a request could change: links, netns files and /etc/netns, the whole
+    /// ruleset, the qdiscs.
     pub fn snapshot(&self) -> (Vec<String>, Vec<String>, String) {
+        let mut files = self.netns_files();
+        files.extend(
+            self.sh("find /etc/netns -mindepth 1")
+                .lines()
+                .map(String::from),
+        );
         (
             self.host_links(),
-            self.netns_files(),
-            self.sh("nft list ruleset"),
+            files,
+            self.sh("nft list ruleset; tc qdisc show"),
         )
     }
 

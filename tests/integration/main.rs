@@ -2,6 +2,7 @@
 //! They need root (CI runs as root) plus iproute2, nftables and socat.
 
 mod cli;
+mod conf;
 mod harness;
 mod hostile;
 mod metrics;

@@ -6,6 +6,7 @@ use super::error::{AgentError, CliError};
 use super::render;
 use super::{out, print_json, warn};
 use crate::cmd::{Create, Delete, Get, GetStatus, List, Op};
+use crate::model::{Bandwidth, Dns};
 use anyhow::Context;
 use clap::builder::NonEmptyStringValueParser;
 use clap::{ArgGroup, Args};
@@ -13,7 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Most per-request failures a bulk operation prints before summarising the rest.
@@ -65,7 +66,89 @@ pub struct AddArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(68..=65535))]
     pub mtu: Option<u32>,
     #[command(flatten)]
+    pub conf: ConfArgs,
+    #[command(flatten)]
     pub opts: ClientOpts,
+}
+
+/// A namespace's configuration beyond its addresses.
+#[derive(Args, Debug)]
+pub struct ConfArgs {
+    /// Nameserver for the namespace's resolv.conf (up to 3; repeat the flag).
+    #[arg(long = "dns", value_name = "ADDR")]
+    pub nameservers: Vec<std::net::IpAddr>,
+    /// Search domain for the namespace's resolv.conf (repeat the flag).
+    #[arg(long, value_name = "DOMAIN", requires = "nameservers")]
+    pub dns_search: Vec<String>,
+    /// resolv.conf option, e.g. ndots:2 (repeat the flag).
+    #[arg(long, value_name = "OPTION", requires = "nameservers")]
+    pub dns_option: Vec<String>,
+    /// Rate limit, tc-style (10mbit, 500kbit, 1gbit, or bits/s): `RATE` both ways, `in:RATE`
+    /// into the namespace, `out:RATE` out of it (repeat the flag).
+    #[arg(long, value_name = "[in:|out:]RATE", value_parser = parse_rate)]
+    pub rate: Vec<(Direction, u64)>,
+}
+
+/// Which way a rate limit applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Both,
+    In,
+    Out,
+}
+
+fn parse_rate(s: &str) -> Result<(Direction, u64), String> {
+    let (dir, rate) = match s.split_once(':') {
+        Some(("in", r)) => (Direction::In, r),
+        Some(("out", r)) => (Direction::Out, r),
+        Some((d, _)) => return Err(format!("{d:?}: expected in or out")),
+        None => (Direction::Both, s),
+    };
+    let lower = rate.to_ascii_lowercase();
+    let (digits, unit) = lower.split_at(
+        lower
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(lower.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{rate:?}: expected a number and a unit like 10mbit"))?;
+    let scale = match unit {
+        "" | "bit" | "bps" => 1,
+        "kbit" => 1_000,
+        "mbit" => 1_000_000,
+        "gbit" => 1_000_000_000,
+        _ => return Err(format!("{unit:?}: expected bit, kbit, mbit or gbit")),
+    };
+    n.checked_mul(scale)
+        .map(|bps| (dir, bps))
+        .ok_or_else(|| format!("{rate:?} is too large"))
+}
+
+impl ConfArgs {
+    fn dns(&self) -> Option<Dns> {
+        (!self.nameservers.is_empty()).then(|| Dns {
+            nameservers: self.nameservers.clone(),
+            search: self.dns_search.clone(),
+            options: self.dns_option.clone(),
+        })
+    }
+
+    fn bandwidth(&self) -> Option<Bandwidth> {
+        let mut b = Bandwidth {
+            ingress_bps: None,
+            egress_bps: None,
+        };
+        for (dir, bps) in &self.rate {
+            if *dir != Direction::Out {
+                b.ingress_bps = Some(*bps);
+            }
+            if *dir != Direction::In {
+                b.egress_bps = Some(*bps);
+            }
+        }
+        (!self.rate.is_empty()).then_some(b)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -218,6 +301,8 @@ pub fn add(a: AddArgs) -> Result<(), CliError> {
         subnet: a.subnet.clone(),
         nat: a.no_nat.then_some(false),
         mtu: a.mtu,
+        dns: a.conf.dns(),
+        bandwidth: a.conf.bandwidth(),
         ..Create::default()
     };
     let mut client = Client::connect(&a.opts.target.socket)?;
@@ -302,6 +387,13 @@ pub fn exec(a: ExecArgs) -> Result<(), CliError> {
     nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
         .with_context(|| format!("setns {path}"))?;
     drop(file);
+    if let Some(etc) = ns
+        .resolv_conf
+        .as_deref()
+        .and_then(|f| Path::new(f).parent())
+    {
+        bind_etc(etc)?;
+    }
     let (program, args) = a.command.split_first().context("no command given")?;
     // Only returns on failure; on success the command's exit code is ours.
     let error = std::process::Command::new(program).args(args).exec();
@@ -309,4 +401,63 @@ pub fn exec(a: ExecArgs) -> Result<(), CliError> {
         program: program.to_string_lossy().into_owned(),
         error,
     })
+}
+
+/// What `ip netns exec` does for `/etc/netns/NAME`: in a mount namespace of this process alone
+/// (nothing propagates back), every file of `etc` is bind-mounted over its namesake in `/etc`.
+/// The process is single-threaded here, as unshare(CLONE_NEWNS) requires.
+fn bind_etc(etc: &Path) -> Result<(), CliError> {
+    use nix::mount::{mount, MsFlags};
+    let entries = match std::fs::read_dir(etc) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("read {}", etc.display()))
+                .into())
+        }
+    };
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS)")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .context("make / a slave mount")?;
+    for entry in entries.flatten() {
+        let target = Path::new("/etc").join(entry.file_name());
+        let bound = mount(
+            Some(&entry.path()),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        );
+        if let Err(e) = bound {
+            warn(&format!(
+                "bind {} onto {}: {e}",
+                entry.path().display(),
+                target.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_like_tc() {
+        assert_eq!(parse_rate("10mbit"), Ok((Direction::Both, 10_000_000)));
+        assert_eq!(parse_rate("in:500kbit"), Ok((Direction::In, 500_000)));
+        assert_eq!(parse_rate("out:1Gbit"), Ok((Direction::Out, 1_000_000_000)));
+        assert_eq!(parse_rate("8000"), Ok((Direction::Both, 8_000)));
+        for bad in ["", "mbit", "10mb", "up:1mbit", "99999999999999999999gbit"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -16,7 +16,7 @@ pub fn list_row(ns: &Namespace) -> Vec<String> {
         ns.gateway.to_string(),
         ns.host_ifname.clone(),
         ns.ns_ifname.clone(),
-        yes_no(ns.nat),
+        yes_no(ns.conf.nat),
         optional(ns.mtu),
     ]
 }
@@ -30,8 +30,10 @@ pub fn namespace_details(ns: &Namespace) -> String {
         ("gateway", ns.gateway.to_string()),
         ("host interface", ns.host_ifname.clone()),
         ("ns interface", ns.ns_ifname.clone()),
-        ("nat", yes_no(ns.nat)),
+        ("nat", yes_no(ns.conf.nat)),
         ("mtu", optional(ns.mtu)),
+        ("dns", dns(ns)),
+        ("bandwidth", bandwidth(ns)),
     ])
 }
 
@@ -58,6 +60,51 @@ pub fn status_details(st: &Status) -> String {
         ("netns dir", st.netns_dir.clone()),
         ("uptime", duration(st.uptime_seconds)),
     ])
+}
+
+/// `9.9.9.9, 1.1.1.1 (search a.example; options ndots:2)`, or `-`.
+fn dns(ns: &Namespace) -> String {
+    let Some(d) = &ns.conf.dns else {
+        return "-".into();
+    };
+    let servers: Vec<String> = d.nameservers.iter().map(|a| a.to_string()).collect();
+    let mut s = servers.join(", ");
+    let mut extra = vec![];
+    if !d.search.is_empty() {
+        extra.push(format!("search {}", d.search.join(" ")));
+    }
+    if !d.options.is_empty() {
+        extra.push(format!("options {}", d.options.join(" ")));
+    }
+    if !extra.is_empty() {
+        s.push_str(&format!(" ({})", extra.join("; ")));
+    }
+    s
+}
+
+/// `in 10mbit, out 1mbit`, or `-`.
+fn bandwidth(ns: &Namespace) -> String {
+    let Some(b) = ns.conf.bandwidth else {
+        return "-".into();
+    };
+    let mut parts = vec![];
+    if let Some(i) = b.ingress_bps {
+        parts.push(format!("in {}", rate(i)));
+    }
+    if let Some(e) = b.egress_bps {
+        parts.push(format!("out {}", rate(e)));
+    }
+    parts.join(", ")
+}
+
+/// Bits per second the way tc writes them: `10mbit`, `1500kbit`, `8000bit`.
+pub fn rate(bps: u64) -> String {
+    match bps {
+        b if b % 1_000_000_000 == 0 => format!("{}gbit", b / 1_000_000_000),
+        b if b % 1_000_000 == 0 => format!("{}mbit", b / 1_000_000),
+        b if b % 1_000 == 0 => format!("{}kbit", b / 1_000),
+        b => format!("{b}bit"),
+    }
 }
 
 fn yes_no(b: bool) -> String {

@@ -2,7 +2,7 @@
 //! [`NamespaceSpec`]; the answer is the [`Namespace`] that now exists.
 
 use super::{Op, Request};
-use crate::model::{self, Namespace, NamespaceSpec, Subnet, ValidationError};
+use crate::model::{self, Bandwidth, Conf, Dns, Namespace, NamespaceSpec, Subnet, ValidationError};
 use crate::protocol::{ApiError, ErrorCode, Limits};
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +28,12 @@ pub struct Create {
     pub host_ifname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// The namespace's resolv.conf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Dns>,
+    /// Rate limits into and out of the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Bandwidth>,
 }
 
 impl Op for Create {
@@ -61,13 +67,31 @@ impl Op for Create {
                 ));
             }
         }
+        let conf = Conf {
+            nat: self.nat.unwrap_or(true),
+            dns: self.dns,
+            bandwidth: self.bandwidth,
+        };
+        validate_conf(&conf)?;
         Ok(Request::Create(NamespaceSpec {
             name: self.name,
             subnet,
-            nat: self.nat.unwrap_or(true),
+            conf,
             ns_ifname,
             host_ifname: self.host_ifname,
             mtu: self.mtu,
         }))
     }
+}
+
+/// Checks the parts of a [`Conf`] that can be wrong on their own.
+pub fn validate_conf(conf: &Conf) -> Result<(), ApiError> {
+    let bad = |e: model::ConfError| ApiError::new(ErrorCode::BadRequest, e.to_string());
+    if let Some(d) = &conf.dns {
+        d.validate().map_err(bad)?;
+    }
+    if let Some(b) = &conf.bandwidth {
+        b.validate().map_err(bad)?;
+    }
+    Ok(())
 }

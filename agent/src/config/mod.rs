@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// Directory of named network namespaces (as `ip netns` uses).
     #[arg(long, env = "NSAGENT_NETNS_DIR", default_value = "/run/netns")]
     pub netns_dir: PathBuf,
+    /// Directory of per-namespace /etc overrides (as `ip netns exec` uses): a namespace's `dns`
+    /// goes to NAME/resolv.conf in it.
+    #[arg(long, env = "NSAGENT_ETC_NETNS_DIR", default_value = "/etc/netns")]
+    pub etc_netns_dir: PathBuf,
     /// Interface namespace traffic leaves through. Default: the default route's interface;
     /// `none`: any interface that is not a namespace's.
     #[arg(long, env = "NSAGENT_UPLINK")]
@@ -105,6 +109,7 @@ pub enum Uplink {
 pub struct Config {
     pub socket: PathBuf,
     pub netns_dir: PathBuf,
+    pub etc_netns_dir: PathBuf,
     pub uplink: Uplink,
     /// The address pool, with the size of each namespace's subnet.
     pub pool: Pool,
@@ -176,6 +181,7 @@ impl RunArgs {
         Ok(Config {
             socket: self.socket.clone(),
             netns_dir: self.netns_dir.clone(),
+            etc_netns_dir: self.etc_netns_dir.clone(),
             uplink,
             pool,
             table: self.table.clone(),

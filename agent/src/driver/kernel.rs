@@ -2,7 +2,7 @@
 //! link notifications.
 
 use super::requests::{self, Ipv6Links, Step};
-use super::{CreateFailure, Driver, DriverError, Gone};
+use super::{CreateFailure, Driver, DriverError, EtcNetns, Gone};
 use crate::model::Namespace;
 use crate::netlink::{LinkEvent, LinkEvents, NetlinkError, Request, Rtnl};
 use crate::netns::{NetnsDir, NewNetns};
@@ -14,6 +14,7 @@ use std::time::Instant;
 
 pub struct KernelDriver {
     pub(super) netns: NetnsDir,
+    pub(super) etc: EtcNetns,
     pub(super) host: Rtnl,
     pub(super) events: LinkEvents,
     pub(super) nft: NftSocket,
@@ -52,6 +53,7 @@ fn kind(msg: &RouteNetlinkMessage) -> &'static str {
         RouteNetlinkMessage::NewAddress(_) => "newaddr",
         RouteNetlinkMessage::NewRoute(_) => "newroute",
         RouteNetlinkMessage::NewNeighbour(_) => "newneigh",
+        RouteNetlinkMessage::NewQueueDiscipline(_) => "newqdisc",
         _ => "other",
     }
 }
@@ -87,7 +89,12 @@ fn send(m: &Metrics, rtnl: &mut Rtnl, steps: Vec<Step>) -> Vec<Result<(), Driver
 impl KernelDriver {
     /// Opens the kernel sockets. Link notifications are subscribed to first, so that no
     /// deletion can be missed.
-    pub fn new(netns: NetnsDir, table: String, metrics: Arc<Metrics>) -> Result<Self, DriverError> {
+    pub fn new(
+        netns: NetnsDir,
+        etc: EtcNetns,
+        table: String,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, DriverError> {
         let open = |source| DriverError::Netlink {
             step: "open netlink socket",
             source,
@@ -95,6 +102,7 @@ impl KernelDriver {
         let events = LinkEvents::open().map_err(open)?;
         Ok(KernelDriver {
             netns,
+            etc,
             host: Rtnl::open().map_err(open)?,
             events,
             nft: NftSocket::open()?,
@@ -174,6 +182,18 @@ impl KernelDriver {
         }
     }
 
+    /// The files under `/etc/netns`, once the kernel side is done.
+    fn write_files(&mut self, b: &mut Building) {
+        if b.outcome.is_err() {
+            return;
+        }
+        if let Some(dns) = &b.ns.conf.dns {
+            if let Err(e) = self.etc.write(&b.ns.name, dns) {
+                b.fail(DriverError::Etc(e), true);
+            }
+        }
+    }
+
     /// Closes every fd into the new namespace (else it would outlive its file) and undoes a
     /// failed one.
     fn finish(&mut self, b: Building) -> Result<(), CreateFailure> {
@@ -181,6 +201,7 @@ impl KernelDriver {
             drop(made);
             if b.outcome.is_err() {
                 self.netns.remove(&b.ns.name);
+                self.etc.remove(&b.ns.name);
             }
         }
         b.outcome
@@ -201,12 +222,14 @@ impl Driver for KernelDriver {
         self.host_round(&mut all, 1);
         for b in &mut all {
             self.configure_inside(b);
+            self.write_files(b);
         }
         all.into_iter().map(|b| self.finish(b)).collect()
     }
 
     fn remove(&mut self, ns: &Namespace) {
         self.netns.remove(&ns.name);
+        self.etc.remove(&ns.name);
     }
 
     fn nft(&mut self, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>> {

@@ -6,13 +6,16 @@
 //! [`recover`] rebuilds the agent's view from the kernel at start-up. [`Fake`] stands in for the
 //! kernel in tests that need no root.
 
+mod etc;
 mod fake;
 mod kernel;
 mod recover;
 mod requests;
+mod tc;
 
 pub use crate::netlink::NetlinkError;
 pub use crate::netns::{NetnsDir, NetnsError};
+pub use etc::EtcNetns;
 pub use fake::Fake;
 pub use kernel::KernelDriver;
 pub use recover::Recovery;
@@ -42,6 +45,9 @@ pub enum DriverError {
     /// A driver broke its own contract.
     #[error("{0}")]
     Bug(&'static str),
+    /// Writing the namespace's resolv.conf failed.
+    #[error("write resolv.conf: {0}")]
+    Etc(#[source] std::io::Error),
     /// Reading the netns directory failed (start-up recovery).
     #[error("read the netns directory: {0}")]
     Dir(#[source] std::io::Error),
@@ -106,7 +112,7 @@ pub trait Driver {
 /// A namespace's set elements: how it appears in the agent's table.
 pub fn elems(ns: &Namespace) -> Vec<Elem> {
     let mut v = vec![Elem::NsIface(ns.host_ifname.clone())];
-    if ns.nat {
+    if ns.conf.nat {
         v.push(Elem::NatSaddr(ns.address));
     }
     v

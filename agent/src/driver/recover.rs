@@ -6,11 +6,12 @@
 //! What is ours is told by the ownership marks ([`Mark`]) on host veths and on `lo` inside.
 
 use super::{elems, DriverError, KernelDriver};
-use crate::model::{self, Mark, Namespace, Subnet, LO_IFINDEX, PEER_IFINDEX};
+use crate::model::{
+    self, Bandwidth, Conf, Dirs, Mark, Namespace, Subnet, LO_IFINDEX, PEER_IFINDEX,
+};
 use crate::netlink::{LinkInfo, NetlinkError, Rtnl};
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::path::Path;
 
 /// What start-up recovery found.
 #[derive(Debug, Default)]
@@ -50,6 +51,7 @@ impl KernelDriver {
         let mut out = Recovery::default();
         let links = self.host.links().map_err(dump)?;
         let addrs = self.host.addresses().map_err(dump)?;
+        let host_rates = super::tc::rates(&mut self.host).map_err(dump)?;
         let files: HashMap<String, bool> = self
             .netns
             .list()
@@ -66,7 +68,18 @@ impl KernelDriver {
             let host_addr = addrs.get(&l.index).and_then(|v| v.first().copied());
             let adopted = if files.get(&name) == Some(&true) {
                 match self.netns.inspect(&name, inside) {
-                    Ok(inside) => whole(&mark, l, host_addr, &inside, self.netns.dir()),
+                    Ok(inside) => {
+                        let dirs = Dirs {
+                            netns: self.netns.dir().to_path_buf(),
+                            etc_netns: self.etc.dir().to_path_buf(),
+                        };
+                        let conf = Conf {
+                            nat: mark.nat,
+                            dns: self.etc.read(&name),
+                            bandwidth: bandwidth(host_rates.get(&l.index), inside.egress_bps),
+                        };
+                        whole(&mark, l, host_addr, &inside, &dirs, conf)
+                    }
                     Err(e) => {
                         tracing::warn!(name, error = %e, "cannot look inside namespace");
                         None
@@ -113,6 +126,14 @@ impl KernelDriver {
                 }
             }
         }
+        // resolv.conf files of namespaces that are gone (a crash between the two removals).
+        let adopted: HashSet<&str> = out.adopted.iter().map(|n| n.name.as_str()).collect();
+        for name in self.etc.names() {
+            if !adopted.contains(name.as_str()) {
+                tracing::info!(name, "removing the resolv.conf of a namespace that is gone");
+                self.etc.remove(&name);
+            }
+        }
         // Links deleted above die asynchronously; their events are not news.
         let _ = self.events.drain();
         Ok(out)
@@ -134,6 +155,16 @@ struct Inside {
     lo_up: bool,
     peer: Option<Peer>,
     gateway: Option<Ipv4Addr>,
+    /// The rate of the peer's root tbf qdisc, if it has one.
+    egress_bps: Option<u64>,
+}
+
+fn bandwidth(ingress_bps: Option<&u64>, egress_bps: Option<u64>) -> Option<Bandwidth> {
+    let b = Bandwidth {
+        ingress_bps: ingress_bps.copied(),
+        egress_bps,
+    };
+    (b.ingress_bps.is_some() || b.egress_bps.is_some()).then_some(b)
 }
 
 fn inside(rtnl: &mut Rtnl) -> Result<Inside, NetlinkError> {
@@ -154,6 +185,7 @@ fn inside(rtnl: &mut Rtnl) -> Result<Inside, NetlinkError> {
         lo_up: lo.is_some_and(|l| l.up),
         peer,
         gateway: rtnl.default_route()?.and_then(|r| r.gateway),
+        egress_bps: super::tc::rates(rtnl)?.get(&PEER_IFINDEX).copied(),
     })
 }
 
@@ -164,7 +196,8 @@ fn whole(
     host: &LinkInfo,
     host_addr: Option<(Ipv4Addr, u8)>,
     inside: &Inside,
-    netns_dir: &Path,
+    dirs: &Dirs,
+    conf: Conf,
 ) -> Option<Namespace> {
     let (gateway, prefix) = host_addr?;
     if !host.up || !inside.lo_up || prefix > 31 || prefix == 0 {
@@ -180,13 +213,14 @@ fn whole(
     }
     Some(Namespace {
         name: mark.name.clone(),
-        netns_path: netns_dir.join(&mark.name).to_string_lossy().into_owned(),
+        netns_path: dirs.netns_path(&mark.name),
+        resolv_conf: conf.dns.as_ref().map(|_| dirs.resolv_conf(&mark.name)),
         host_ifname: host.name.clone(),
         ns_ifname: peer.name,
         subnet,
         gateway: gw,
         address: addr,
-        nat: mark.nat,
+        conf,
         mtu: (peer.mtu != 1500 && peer.mtu != 0).then_some(peer.mtu),
         host_ifindex: host.index,
     })
@@ -207,6 +241,7 @@ mod tests {
                 addr: Some(("100.64.0.2".parse().unwrap(), 30)),
             }),
             gateway: Some("100.64.0.1".parse().unwrap()),
+            egress_bps: None,
         }
     }
 
@@ -229,9 +264,12 @@ mod tests {
 
     #[test]
     fn whole_namespaces_are_rebuilt() {
-        let dir = Path::new("/run/netns");
+        let dir = &Dirs {
+            netns: "/run/netns".into(),
+            etc_netns: "/etc/netns".into(),
+        };
         let gw = Some(("100.64.0.1".parse().unwrap(), 30));
-        let ns = whole(&mark(), &host(), gw, &inside_ok(), dir).unwrap();
+        let ns = whole(&mark(), &host(), gw, &inside_ok(), dir, Conf::default()).unwrap();
         assert_eq!(ns.subnet.to_string(), "100.64.0.0/30");
         assert_eq!(ns.address.to_string(), "100.64.0.2");
         assert_eq!(ns.host_ifindex, 7);
@@ -240,17 +278,20 @@ mod tests {
 
     #[test]
     fn half_built_ones_are_not() {
-        let dir = Path::new("/run/netns");
+        let dir = &Dirs {
+            netns: "/run/netns".into(),
+            etc_netns: "/etc/netns".into(),
+        };
         let gw = Some(("100.64.0.1".parse().unwrap(), 30));
-        assert!(whole(&mark(), &host(), None, &inside_ok(), dir).is_none());
+        assert!(whole(&mark(), &host(), None, &inside_ok(), dir, Conf::default()).is_none());
         let mut i = inside_ok();
         i.gateway = None;
-        assert!(whole(&mark(), &host(), gw, &i, dir).is_none());
+        assert!(whole(&mark(), &host(), gw, &i, dir, Conf::default()).is_none());
         let mut i = inside_ok();
         i.peer = None;
-        assert!(whole(&mark(), &host(), gw, &i, dir).is_none());
+        assert!(whole(&mark(), &host(), gw, &i, dir, Conf::default()).is_none());
         let mut h = host();
         h.up = false;
-        assert!(whole(&mark(), &h, gw, &inside_ok(), dir).is_none());
+        assert!(whole(&mark(), &h, gw, &inside_ok(), dir, Conf::default()).is_none());
     }
 }

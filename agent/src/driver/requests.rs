@@ -121,6 +121,10 @@ pub fn host(ns: &Namespace, made: &NewNetns, ipv6: Ipv6Links) -> [Vec<Step>; 2] 
             "pin namespace neighbour",
         ),
     ];
+    let mut configure = configure;
+    if let Some(bps) = ns.conf.bandwidth.and_then(|b| b.ingress_bps) {
+        configure.push((super::tc::add(idx, bps), "limit ingress rate"));
+    }
     [create, configure]
 }
 
@@ -130,7 +134,7 @@ pub fn inside(ns: &Namespace, ipv6: Ipv6Links) -> Vec<Step> {
     if ipv6 == Ipv6Links::Off {
         peer_conf = peer_conf.append_extra_attribute(no_ipv6_autoconf());
     }
-    vec![
+    let mut steps = vec![
         (
             Request::change(RouteNetlinkMessage::SetLink(peer_conf.build())),
             "configure namespace veth",
@@ -172,7 +176,11 @@ pub fn inside(ns: &Namespace, ipv6: Ipv6Links) -> Vec<Step> {
             ))),
             "pin gateway neighbour",
         ),
-    ]
+    ];
+    if let Some(bps) = ns.conf.bandwidth.and_then(|b| b.egress_bps) {
+        steps.push((super::tc::add(PEER_IFINDEX, bps), "limit egress rate"));
+    }
+    steps
 }
 
 /// Turns IPv6 off on a host-side veth before it comes up. Why: even without addresses, an

@@ -7,7 +7,7 @@ mod reservations;
 
 use crate::cmd::{Deleted, NamespaceList, Pong, PoolStatus, Request, Response, Status};
 use crate::driver::{self, CreateFailure, Driver, DriverError, Gone};
-use crate::model::{Namespace, NamespaceSpec};
+use crate::model::{Dirs, Namespace, NamespaceSpec};
 use crate::pool::Pool;
 use crate::protocol::{ApiError, ErrorCode, Reply};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -15,7 +15,6 @@ use metrics::Metrics;
 use nft::{ElemOp, GroupError};
 use reservations::Reservations;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -46,7 +45,7 @@ pub struct Info {
     pub version: &'static str,
     pub table: String,
     pub uplink: Option<String>,
-    pub netns_dir: PathBuf,
+    pub dirs: Dirs,
     pub started: Instant,
 }
 
@@ -299,7 +298,7 @@ impl<D: Driver> Executor<D> {
             }
         }
         let subnet = self.held.choose_subnet(spec.subnet)?;
-        let ns = Namespace::plan(spec, subnet, &self.info.netns_dir);
+        let ns = Namespace::plan(spec, subnet, &self.info.dirs);
         if spec.host_ifname.is_none() && self.held.host_ifname_taken(&ns.host_ifname) {
             // Cannot happen while subnets are unique; refuse rather than collide.
             self.held.give_back(subnet);
@@ -532,7 +531,7 @@ impl<D: Driver> Executor<D> {
             },
             uplink: self.info.uplink.clone(),
             table: self.info.table.clone(),
-            netns_dir: self.info.netns_dir.to_string_lossy().into_owned(),
+            netns_dir: self.info.dirs.netns.to_string_lossy().into_owned(),
             uptime_seconds: self.info.started.elapsed().as_secs(),
             batch_sizes: self.batch_sizes.report(),
         }

@@ -10,7 +10,10 @@ fn executor(pool: &str) -> Executor<Fake> {
         version: "test",
         table: "t".into(),
         uplink: None,
-        netns_dir: "/run/netns".into(),
+        dirs: crate::model::Dirs {
+            netns: "/run/netns".into(),
+            etc_netns: "/etc/netns".into(),
+        },
         started: Instant::now(),
     };
     let limits = Limits {
@@ -32,7 +35,7 @@ fn spec(name: &str) -> NamespaceSpec {
     NamespaceSpec {
         name: name.into(),
         subnet: None,
-        nat: true,
+        conf: crate::model::Conf::default(),
         ns_ifname: "eth0".into(),
         host_ifname: None,
         mtu: None,

@@ -11,16 +11,15 @@ use listener::serve;
 pub use listener::{bind, Access, BindError};
 
 use crate::config::{Config, Uplink};
-use crate::driver::KernelDriver;
+use crate::driver::{EtcNetns, KernelDriver};
 use crate::executor::{self, Executor, Job};
-use crate::model::Namespace;
+use crate::model::{Dirs, Namespace};
 use crate::netlink::Rtnl;
 use crate::netns::{self, NetnsDir};
 use crate::protocol::Limits;
 use anyhow::{bail, Context};
 use crossbeam_channel::{Receiver, Sender};
 use metrics::Metrics;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,7 +107,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         version: env!("CARGO_PKG_VERSION"),
         table: config.table.clone(),
         uplink,
-        netns_dir: config.netns_dir.clone(),
+        dirs: Dirs {
+            netns: config.netns_dir.clone(),
+            etc_netns: config.etc_netns_dir.clone(),
+        },
         started,
     };
     let socket = config.socket.clone();
@@ -118,7 +120,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     };
     access.gids.extend(config.socket_group);
     let (mode, group) = (config.socket_mode, config.socket_group);
-    let netns_dir = info.netns_dir.display().to_string();
+    let netns_dir = info.dirs.netns.display().to_string();
     let uplink_name = info.uplink.clone().unwrap_or_else(|| "none".into());
     let (table, pool) = (info.table.clone(), config.pool.base());
     let executor = start_executor(config, info, metrics.clone(), jobs)?;
@@ -183,7 +185,7 @@ fn start_executor(
     let handle = std::thread::Builder::new()
         .name("executor".into())
         .spawn(move || {
-            match open_kernel(&config.netns_dir, &info, &metrics) {
+            match open_kernel(&info, &metrics) {
                 Ok((driver, adopted)) => {
                     let mut ex = Executor::new(driver, info, limits, config.pool, metrics);
                     ex.adopt(adopted);
@@ -205,12 +207,12 @@ fn start_executor(
 /// Opens the kernel driver and rebuilds the view from the kernel: adopts what is whole,
 /// removes what is not, and writes the table with the adopted namespaces' elements.
 fn open_kernel(
-    netns_dir: &Path,
     info: &executor::Info,
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<(KernelDriver, Vec<Namespace>)> {
-    let dir = NetnsDir::prepare(netns_dir).context("prepare the netns directory")?;
-    let mut driver = KernelDriver::new(dir, info.table.clone(), metrics.clone())
+    let dir = NetnsDir::prepare(&info.dirs.netns).context("prepare the netns directory")?;
+    let etc = EtcNetns::new(info.dirs.etc_netns.clone());
+    let mut driver = KernelDriver::new(dir, etc, info.table.clone(), metrics.clone())
         .context("open kernel sockets")?;
     let spec = nft::TableSpec::new(&info.table, info.uplink.is_some());
     metrics.nft_rules.set(spec.rules().len() as i64);

@@ -36,7 +36,10 @@ impl TestAgent {
             version: "test",
             table: "t".into(),
             uplink: None,
-            netns_dir: "/run/netns".into(),
+            dirs: crate::model::Dirs {
+                netns: "/run/netns".into(),
+                etc_netns: "/etc/netns".into(),
+            },
             started: Instant::now(),
         };
         let limits = executor::Limits {

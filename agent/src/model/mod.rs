@@ -1,10 +1,13 @@
 //! What a namespace should look like (`NamespaceSpec`, validated once at the edge) and what
 //! exists (`Namespace`). Plain data: nothing here touches the kernel.
 
+mod conf;
+
+pub use conf::{Bandwidth, Conf, ConfError, Dns, MAX_NAMESERVERS, MIN_BPS};
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::path::Path;
 
 /// `lo`'s ifindex: the first link of every network namespace.
 pub const LO_IFINDEX: u32 = 1;
@@ -187,7 +190,7 @@ impl fmt::Display for Subnet {
 pub struct NamespaceSpec {
     pub name: String,
     pub subnet: Option<Subnet>,
-    pub nat: bool,
+    pub conf: Conf,
     pub ns_ifname: String,
     pub host_ifname: Option<String>,
     pub mtu: Option<u32>,
@@ -216,7 +219,11 @@ pub struct Namespace {
     pub subnet: Subnet,
     pub gateway: Ipv4Addr,
     pub address: Ipv4Addr,
-    pub nat: bool,
+    #[serde(flatten)]
+    pub conf: Conf,
+    /// Where the namespace's resolv.conf is (when it has `dns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolv_conf: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
     /// The host veth's ifindex: the agent's own bookkeeping, not part of the protocol (0 in a
@@ -226,11 +233,12 @@ pub struct Namespace {
 }
 
 impl Namespace {
-    pub fn plan(spec: &NamespaceSpec, subnet: Subnet, netns_dir: &Path) -> Namespace {
+    pub fn plan(spec: &NamespaceSpec, subnet: Subnet, dirs: &Dirs) -> Namespace {
         let (gateway, address) = subnet.gateway_and_address();
         Namespace {
             name: spec.name.clone(),
-            netns_path: netns_dir.join(&spec.name).to_string_lossy().into_owned(),
+            netns_path: dirs.netns_path(&spec.name),
+            resolv_conf: spec.conf.dns.as_ref().map(|_| dirs.resolv_conf(&spec.name)),
             host_ifname: spec
                 .host_ifname
                 .clone()
@@ -239,7 +247,7 @@ impl Namespace {
             subnet,
             gateway,
             address,
-            nat: spec.nat,
+            conf: spec.conf.clone(),
             mtu: spec.mtu,
             host_ifindex: host_ifindex(subnet),
         }
@@ -259,7 +267,7 @@ impl Namespace {
     pub fn mark(&self) -> Mark {
         Mark {
             name: self.name.clone(),
-            nat: self.nat,
+            nat: self.conf.nat,
         }
     }
 }
@@ -305,6 +313,29 @@ impl fmt::Display for Mark {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let suffix = if self.nat { "" } else { Mark::NO_NAT };
         write!(f, "{}{}{suffix}", Mark::PREFIX, self.name)
+    }
+}
+
+/// Where the agent keeps per-namespace files: the netns files (`ip netns`'s directory) and the
+/// per-namespace `/etc` overrides that `ip netns exec` binds over `/etc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dirs {
+    pub netns: std::path::PathBuf,
+    pub etc_netns: std::path::PathBuf,
+}
+
+impl Dirs {
+    pub fn netns_path(&self, name: &str) -> String {
+        self.netns.join(name).to_string_lossy().into_owned()
+    }
+
+    /// `<etc-netns>/NAME/resolv.conf`.
+    pub fn resolv_conf(&self, name: &str) -> String {
+        self.etc_netns
+            .join(name)
+            .join("resolv.conf")
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -413,13 +444,26 @@ mod tests {
         let spec = NamespaceSpec {
             name: "a".into(),
             subnet: None,
-            nat: false,
+            conf: Conf {
+                nat: false,
+                dns: Some(Dns {
+                    nameservers: vec!["9.9.9.9".parse().unwrap()],
+                    search: vec![],
+                    options: vec![],
+                }),
+                bandwidth: None,
+            },
             ns_ifname: "eth0".into(),
             host_ifname: None,
             mtu: Some(9000),
         };
         let subnet = Subnet::parse("100.64.0.4/30").unwrap();
-        let mut ns = Namespace::plan(&spec, subnet, Path::new("/run/netns"));
+        let dirs = Dirs {
+            netns: "/run/netns".into(),
+            etc_netns: "/etc/netns".into(),
+        };
+        let mut ns = Namespace::plan(&spec, subnet, &dirs);
+        assert_eq!(ns.resolv_conf.as_deref(), Some("/etc/netns/a/resolv.conf"));
         let back: Namespace = serde_json::from_value(serde_json::to_value(&ns).unwrap()).unwrap();
         ns.host_ifindex = 0;
         assert_eq!(back, ns);
