@@ -152,3 +152,28 @@ fn the_cli_sets_and_shows_dns_and_rates() {
     ));
     assert!(!ok && err.contains("bad_request"), "{err}");
 }
+
+#[test]
+fn delete_forgets_every_connection_of_the_address() {
+    let sb = Sandbox::new();
+    let mut c = sb.client();
+    let a = c.ok(json!({"op":"create","name":"a"}));
+    let b = c.ok(json!({"op":"create","name":"b"}));
+    let (addr_a, addr_b) = (
+        a["address"].as_str().unwrap(),
+        b["address"].as_str().unwrap(),
+    );
+    for ns in ["a", "b"] {
+        sb.sh(&format!(
+            "ip netns exec {ns} ping -c1 -W2 198.18.0.2 >/dev/null"
+        ));
+    }
+    let entries = |addr: &str| {
+        let (_, out) = sb.sh_status(&format!("conntrack -L -s {addr} 2>/dev/null"));
+        out.lines().filter(|l| l.contains(addr)).count()
+    };
+    assert!(entries(addr_a) > 0, "the ping left an entry");
+    c.ok(json!({"op":"delete","name":"a"}));
+    assert_eq!(entries(addr_a), 0, "nothing of {addr_a} is left");
+    assert!(entries(addr_b) > 0, "the neighbour's connections stay");
+}

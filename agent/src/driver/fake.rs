@@ -22,6 +22,8 @@ pub struct Fake {
     pub hold_links: bool,
     /// Sleep this long in every create (to fill the queue in backpressure tests).
     pub create_delay: std::time::Duration,
+    /// Addresses whose connections the executor asked to forget, in order.
+    pub forgotten: Vec<std::net::IpAddr>,
 }
 
 impl Driver for Fake {
@@ -103,5 +105,9 @@ impl Driver for Fake {
 
     fn delete_table(&mut self) {
         self.elems.clear();
+    }
+
+    fn forget(&mut self, addrs: &[std::net::IpAddr]) {
+        self.forgotten.extend_from_slice(addrs);
     }
 }

@@ -1,6 +1,7 @@
 //! The driver that talks to the kernel: named namespaces, rtnetlink pipelines, the nft table,
 //! link notifications.
 
+use super::conntrack::Conntrack;
 use super::requests::{self, Ipv6Links, Step};
 use super::{CreateFailure, Driver, DriverError, EtcNetns, Gone};
 use crate::model::Namespace;
@@ -14,6 +15,7 @@ use std::time::Instant;
 
 pub struct KernelDriver {
     pub(super) netns: NetnsDir,
+    conntrack: Conntrack,
     pub(super) etc: EtcNetns,
     pub(super) host: Rtnl,
     pub(super) events: LinkEvents,
@@ -102,6 +104,7 @@ impl KernelDriver {
         let events = LinkEvents::open().map_err(open)?;
         Ok(KernelDriver {
             netns,
+            conntrack: Conntrack::open().map_err(open)?,
             etc,
             host: Rtnl::open().map_err(open)?,
             events,
@@ -282,6 +285,19 @@ impl Driver for KernelDriver {
             .and_then(|tx| self.nft.run_all_or_nothing(tx));
         if let Err(e) = r {
             tracing::warn!(table = %self.table, error = %e, "delete table");
+        }
+    }
+
+    fn forget(&mut self, addrs: &[std::net::IpAddr]) {
+        match self.conntrack.forget(addrs) {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!(entries = n, "forgot the connections of deleted namespaces");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "flushing conntrack entries of deleted namespaces")
+            }
         }
     }
 

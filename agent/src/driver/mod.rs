@@ -6,6 +6,7 @@
 //! [`recover`] rebuilds the agent's view from the kernel at start-up. [`Fake`] stands in for the
 //! kernel in tests that need no root.
 
+mod conntrack;
 mod etc;
 mod fake;
 mod kernel;
@@ -107,6 +108,9 @@ pub trait Driver {
     fn gone_netns(&mut self) -> Vec<String>;
     /// Removes the agent's table (shutdown with --cleanup-on-exit).
     fn delete_table(&mut self);
+    /// Deletes every conntrack entry that involves one of `addrs` (addresses of namespaces
+    /// that are gone), so that the next user of an address starts clean.
+    fn forget(&mut self, addrs: &[std::net::IpAddr]);
 }
 
 /// A namespace's set elements: how it appears in the agent's table.

@@ -323,12 +323,27 @@ impl<D: Driver> Executor<D> {
             .map(|(p, nl)| p.elem_ops(nl.is_ok()))
             .collect();
         let nft = self.driver.nft(&groups);
+        let mut gone = vec![];
+        let mut answers = Vec::with_capacity(planned.len());
         for ((p, nl), nf) in planned.into_iter().zip(netlink).zip(nft) {
             let r = match p.change {
                 Change::Create => self.settle_create(p.ns, nl, nf),
-                Change::Delete => self.settle_delete(p.ns, nf),
+                Change::Delete => {
+                    let address = p.ns.address;
+                    let r = self.settle_delete(p.ns, nf);
+                    if r.is_ok() {
+                        gone.push(address.into());
+                    }
+                    r
+                }
             };
-            let _ = p.reply.send(r);
+            answers.push((p.reply, r));
+        }
+        // Before the answers: once a delete is acknowledged, no connection of its address is
+        // left in the kernel's table.
+        self.driver.forget(&gone);
+        for (reply, r) in answers {
+            let _ = reply.send(r);
         }
     }
 
@@ -418,6 +433,7 @@ impl<D: Driver> Executor<D> {
             tracing::warn!(name, error = %e, "removing elements of an externally deleted namespace");
         }
         self.driver.remove(&ns);
+        self.driver.forget(&[ns.address.into()]);
         if link_gone {
             self.held.release(ns.subnet, &ns.host_ifname);
         } else {

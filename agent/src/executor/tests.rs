@@ -197,3 +197,18 @@ impl Executor<Fake> {
         self.live.get(name)
     }
 }
+
+#[test]
+fn a_delete_forgets_its_address_before_it_is_answered() {
+    let mut ex = executor("100.64.0.0/24");
+    let mut rx = run(&mut ex, vec![Request::Create(spec("a"))]);
+    let Ok(Ok(Response::Namespace(ns))) = rx[0].try_recv() else {
+        panic!("created")
+    };
+    let mut rx = run(&mut ex, vec![Request::Delete { name: "a".into() }]);
+    assert_eq!(code(&mut rx[0]), "ok");
+    assert_eq!(
+        ex.driver.forgotten,
+        vec![std::net::IpAddr::from(ns.address)]
+    );
+}
