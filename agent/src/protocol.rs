@@ -23,6 +23,8 @@ pub enum ErrorCode {
     Kernel,
     Internal,
     Forbidden,
+    PortInUse,
+    InvalidAddress,
 }
 
 impl ErrorCode {
@@ -39,6 +41,8 @@ impl ErrorCode {
             ErrorCode::Kernel => "kernel",
             ErrorCode::Internal => "internal",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::PortInUse => "port_in_use",
+            ErrorCode::InvalidAddress => "invalid_address",
         }
     }
 }

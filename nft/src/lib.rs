@@ -6,8 +6,9 @@
 //! sockets, commands or metrics; it only turns "this table, these element changes" into netlink
 //! batches and tells which change the kernel rejected.
 
+mod raw;
 mod spec;
 mod tx;
 
-pub use spec::{ChainName, Elem, Match, RuleSpec, SetName, TableSpec, Verdict, IFNAMSIZ};
+pub use spec::{ChainName, Elem, Forward, Match, RuleSpec, SetName, TableSpec, Verdict, IFNAMSIZ};
 pub use tx::{ElemOp, GroupError, NftError, NftSocket, Transaction};

@@ -19,6 +19,15 @@ pub enum SetName {
     NatSaddrs,
     /// The uplink interface(s): where namespace traffic may leave the host.
     Uplinks,
+    /// Port forwards to a given host address: map `ipv4_addr . inet_proto . inet_service :
+    /// ipv4_addr . inet_service` (host address, protocol, host port → namespace address, port).
+    Forwards,
+    /// Port forwards on any local address of the host: map `inet_proto . inet_service :
+    /// ipv4_addr . inet_service`.
+    ForwardsAny,
+    /// Egress addresses: map `ipv4_addr : ipv4_addr` (namespace address → the address its
+    /// outbound traffic is SNATed to instead of being masqueraded).
+    Egress,
 }
 
 impl SetName {
@@ -27,10 +36,35 @@ impl SetName {
             SetName::NsIfaces => "ns_ifaces",
             SetName::NatSaddrs => "nat_saddrs",
             SetName::Uplinks => "uplinks",
+            SetName::Forwards => "forwards",
+            SetName::ForwardsAny => "forwards_any",
+            SetName::Egress => "egress",
         }
     }
 
-    pub const ALL: [SetName; 3] = [SetName::NsIfaces, SetName::NatSaddrs, SetName::Uplinks];
+    pub const ALL: [SetName; 6] = [
+        SetName::NsIfaces,
+        SetName::NatSaddrs,
+        SetName::Uplinks,
+        SetName::Forwards,
+        SetName::ForwardsAny,
+        SetName::Egress,
+    ];
+
+    /// The maps among the sets: what recovery reads back.
+    pub const MAPS: [SetName; 3] = [SetName::Forwards, SetName::ForwardsAny, SetName::Egress];
+}
+
+/// A published port: `proto` traffic to `daddr:dport` (`daddr` `None`: any local address of the
+/// host) is DNATed to `to:to_port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Forward {
+    pub daddr: Option<Ipv4Addr>,
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub proto: u8,
+    pub dport: u16,
+    pub to: Ipv4Addr,
+    pub to_port: u16,
 }
 
 /// One set element.
@@ -39,6 +73,12 @@ pub enum Elem {
     NsIface(String),
     NatSaddr(Ipv4Addr),
     Uplink(String),
+    Forward(Forward),
+    /// Outbound traffic from `saddr` leaves SNATed to `to`.
+    Egress {
+        saddr: Ipv4Addr,
+        to: Ipv4Addr,
+    },
 }
 
 impl Elem {
@@ -47,6 +87,60 @@ impl Elem {
             Elem::NsIface(_) => SetName::NsIfaces,
             Elem::NatSaddr(_) => SetName::NatSaddrs,
             Elem::Uplink(_) => SetName::Uplinks,
+            Elem::Forward(f) if f.daddr.is_some() => SetName::Forwards,
+            Elem::Forward(_) => SetName::ForwardsAny,
+            Elem::Egress { .. } => SetName::Egress,
+        }
+    }
+
+    /// A map element's key and data as the kernel stores them: each field in network byte order,
+    /// padded to 4 bytes (nft's concatenation layout). `None` for set elements.
+    pub(crate) fn map_entry(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        let port = |p: u16| {
+            let mut v = p.to_be_bytes().to_vec();
+            v.extend([0, 0]);
+            v
+        };
+        match self {
+            Elem::Forward(f) => {
+                let mut key = f.daddr.map(|a| a.octets().to_vec()).unwrap_or_default();
+                key.extend([f.proto, 0, 0, 0]);
+                key.extend(port(f.dport));
+                let mut data = f.to.octets().to_vec();
+                data.extend(port(f.to_port));
+                Some((key, data))
+            }
+            Elem::Egress { saddr, to } => Some((saddr.octets().to_vec(), to.octets().to_vec())),
+            _ => None,
+        }
+    }
+
+    /// Reads back a map element [`Elem::map_entry`] wrote.
+    pub fn from_map_entry(set: SetName, key: &[u8], data: &[u8]) -> Option<Elem> {
+        let addr = |b: &[u8]| <[u8; 4]>::try_from(b).ok().map(Ipv4Addr::from);
+        let port = |b: &[u8]| {
+            <[u8; 2]>::try_from(b.get(..2)?)
+                .ok()
+                .map(u16::from_be_bytes)
+        };
+        let forward = |daddr, rest: &[u8]| {
+            (rest.len() == 8 && data.len() == 8).then_some(())?;
+            Some(Elem::Forward(Forward {
+                daddr,
+                proto: rest[0],
+                dport: port(&rest[4..])?,
+                to: addr(&data[..4])?,
+                to_port: port(&data[4..])?,
+            }))
+        };
+        match set {
+            SetName::Forwards if key.len() == 12 => forward(Some(addr(&key[..4])?), &key[4..]),
+            SetName::ForwardsAny => forward(None, key),
+            SetName::Egress => Some(Elem::Egress {
+                saddr: addr(key)?,
+                to: addr(data)?,
+            }),
+            _ => None,
         }
     }
 }
@@ -61,6 +155,14 @@ pub enum Match {
     CtEstablishedRelated,
     /// `meta nfproto ipv4 ip saddr @set`
     Ipv4SaddrIn(SetName),
+    /// `meta nfproto ipv4`
+    Ipv4,
+    /// `fib daddr type local`: to an address of this host.
+    DaddrLocal,
+    /// `ip daddr != 127.0.0.0/8`
+    DaddrNotLoopback,
+    /// `ct status dnat`: a connection a DNAT rule (a published port) let in.
+    CtDnat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,10 +171,17 @@ pub enum Verdict {
     Drop,
     Return,
     Masquerade,
+    /// `dnat ip to <key> map @set`, the key being the map's (see [`SetName::Forwards`],
+    /// [`SetName::ForwardsAny`]); no verdict when the packet's key is not in the map.
+    DnatVia(SetName),
+    /// `snat ip to ip saddr map @set` ([`SetName::Egress`]).
+    SnatVia(SetName),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChainName {
+    Prerouting,
+    Output,
     Forward,
     Postrouting,
 }
@@ -80,6 +189,8 @@ pub enum ChainName {
 impl ChainName {
     pub fn as_str(self) -> &'static str {
         match self {
+            ChainName::Prerouting => "prerouting",
+            ChainName::Output => "output",
             ChainName::Forward => "forward",
             ChainName::Postrouting => "postrouting",
         }
@@ -120,7 +231,26 @@ impl TableSpec {
             matches: matches.to_vec(),
             verdict,
         };
-        let mut rules = vec![
+        let dnat = |chain, local_only: &[Match]| {
+            let mut m = vec![Ipv4];
+            m.extend_from_slice(local_only);
+            [
+                r(chain, &m, Verdict::DnatVia(Forwards)),
+                r(
+                    chain,
+                    &[m.as_slice(), &[DaddrLocal]].concat(),
+                    Verdict::DnatVia(ForwardsAny),
+                ),
+            ]
+        };
+        let mut rules = vec![];
+        // Published ports: from outside and from namespaces (prerouting), from the host itself
+        // (output; loopback destinations cannot be forwarded to another host's address).
+        rules.extend(dnat(Prerouting, &[]));
+        rules.extend(dnat(Output, &[DaddrNotLoopback]));
+        rules.extend([
+            // What a published port let in, both ways, before isolation.
+            r(Forward, &[CtDnat], Verdict::Accept),
             // Isolation: namespace <-> namespace.
             r(
                 Forward,
@@ -134,7 +264,7 @@ impl TableSpec {
                 Verdict::Accept,
             ),
             r(Forward, &[OifnameIn(NsIfaces)], Verdict::Drop),
-        ];
+        ]);
         if self.has_uplink {
             rules.push(r(
                 Forward,
@@ -144,12 +274,18 @@ impl TableSpec {
             rules.push(r(Forward, &[IifnameIn(NsIfaces)], Verdict::Drop));
             rules.push(r(
                 Postrouting,
+                &[Ipv4, OifnameIn(Uplinks)],
+                Verdict::SnatVia(Egress),
+            ));
+            rules.push(r(
+                Postrouting,
                 &[Ipv4SaddrIn(NatSaddrs), OifnameIn(Uplinks)],
                 Verdict::Masquerade,
             ));
         } else {
             // No uplink: anything that does not go to another namespace is "outside".
             rules.push(r(Postrouting, &[OifnameIn(NsIfaces)], Verdict::Return));
+            rules.push(r(Postrouting, &[Ipv4], Verdict::SnatVia(Egress)));
             rules.push(r(
                 Postrouting,
                 &[Ipv4SaddrIn(NatSaddrs)],
@@ -175,8 +311,8 @@ mod tests {
 
     #[test]
     fn rule_count_is_fixed_by_config() {
-        assert_eq!(TableSpec::new("t", true).rules().len(), 6);
-        assert_eq!(TableSpec::new("t", false).rules().len(), 5);
+        assert_eq!(TableSpec::new("t", true).rules().len(), 12);
+        assert_eq!(TableSpec::new("t", false).rules().len(), 11);
     }
 
     #[test]
@@ -202,6 +338,30 @@ mod tests {
                 .contains(&Match::Ipv4SaddrIn(SetName::NatSaddrs)));
             assert_eq!(masq[0].chain, ChainName::Postrouting);
         }
+    }
+
+    #[test]
+    fn map_entries_read_back() {
+        let f = Forward {
+            daddr: Some(Ipv4Addr::new(198, 18, 0, 1)),
+            proto: 6,
+            dport: 8080,
+            to: Ipv4Addr::new(100, 64, 0, 2),
+            to_port: 80,
+        };
+        for e in [
+            Elem::Forward(f),
+            Elem::Forward(Forward { daddr: None, ..f }),
+            Elem::Egress {
+                saddr: Ipv4Addr::new(100, 64, 0, 2),
+                to: Ipv4Addr::new(198, 18, 0, 7),
+            },
+        ] {
+            let (key, data) = e.map_entry().unwrap();
+            assert_eq!(Elem::from_map_entry(e.set(), &key, &data), Some(e.clone()));
+        }
+        let (key, _) = Elem::Forward(f).map_entry().unwrap();
+        assert_eq!(key, [198, 18, 0, 1, 6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use nftnl::expr::{Bitwise, Cmp, CmpOp, Conntrack, Counter, Lookup, Masquerade, M
 use nftnl::nftnl_sys as sys;
 use nftnl::set::{Set, SetKey};
 use nftnl::{Batch, Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Rule, Table};
-use std::ffi::{c_void, CString};
+use std::ffi::{c_void, CStr, CString};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
@@ -70,6 +70,46 @@ impl SetKey for IfNameKey {
     }
 }
 
+/// A key type for sets whose elements are built raw: nft's datatype number (concatenations:
+/// each type shifted in by 6 bits, as nft writes them) and the key's length.
+struct RawKey<const TYPE: u32, const LEN: u32>;
+
+impl<const TYPE: u32, const LEN: u32> SetKey for RawKey<TYPE, LEN> {
+    const TYPE: u32 = TYPE;
+    const LEN: u32 = LEN;
+    fn data(&self) -> Box<[u8]> {
+        Box::new([])
+    }
+}
+
+// nft datatypes (TYPE_IPADDR, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE) and their concatenation.
+const T_IPV4: u32 = 7;
+const T_PROTO: u32 = 12;
+const T_SERVICE: u32 = 13;
+const fn concat(a: u32, b: u32) -> u32 {
+    a << 6 | b
+}
+/// `ipv4_addr . inet_proto . inet_service`
+type ForwardKey = RawKey<{ concat(concat(T_IPV4, T_PROTO), T_SERVICE) }, 12>;
+/// `inet_proto . inet_service`
+type ForwardAnyKey = RawKey<{ concat(T_PROTO, T_SERVICE) }, 8>;
+/// `ipv4_addr`
+type AddrKey = RawKey<T_IPV4, 4>;
+/// The data of both forward maps: `ipv4_addr . inet_service`.
+const FORWARD_DATA: (u32, u32) = (concat(T_IPV4, T_SERVICE), 8);
+const EGRESS_DATA: (u32, u32) = (T_IPV4, 4);
+
+/// Makes a named set a map with data of `(type, len)`.
+fn make_map<K>(set: &Set<'_, K>, data: (u32, u32)) {
+    // SAFETY: the set pointer is valid for the life of `set`.
+    unsafe {
+        let s = set.as_ptr().as_ptr();
+        sys::nftnl_set_set_u32(s, sys::NFTNL_SET_FLAGS as u16, libc::NFT_SET_MAP as u32);
+        sys::nftnl_set_set_u32(s, sys::NFTNL_SET_DATA_TYPE as u16, data.0);
+        sys::nftnl_set_set_u32(s, sys::NFTNL_SET_DATA_LEN as u16, data.1);
+    }
+}
+
 /// nft's set user data: a TLV saying the key is host-endian, so that `nft list` prints ifname
 /// elements as names (NFTNL_UDATA_SET_KEYBYTEORDER = 0, BYTEORDER_HOST_ENDIAN = 1).
 fn set_host_endian_key<K>(set: &Set<'_, K>) {
@@ -84,6 +124,120 @@ fn set_host_endian_key<K>(set: &Set<'_, K>) {
             udata.len() as u32,
         );
     }
+}
+
+const NETWORK: u32 = libc::NFT_PAYLOAD_NETWORK_HEADER as u32;
+const TRANSPORT: u32 = libc::NFT_PAYLOAD_TRANSPORT_HEADER as u32;
+
+fn add_match(rule: &mut Rule, m: Match, set_ref: &dyn Fn(SetName) -> Lookup) {
+    use crate::raw::*;
+    match m {
+        Match::IifnameIn(s) => {
+            rule.add_expr(&Meta::IifName);
+            rule.add_expr(&set_ref(s));
+        }
+        Match::OifnameIn(s) => {
+            rule.add_expr(&Meta::OifName);
+            rule.add_expr(&set_ref(s));
+        }
+        Match::CtEstablishedRelated => {
+            // ct state is a host-endian bitmask: ESTABLISHED = 2, RELATED = 4.
+            rule.add_expr(&Conntrack::State);
+            rule.add_expr(&Bitwise::new(6u32, 0u32));
+            rule.add_expr(&Cmp::new(CmpOp::Neq, 0u32));
+        }
+        Match::Ipv4SaddrIn(s) => {
+            add_match(rule, Match::Ipv4, set_ref);
+            rule.add_expr(&nftnl::nft_expr!(payload ipv4 saddr));
+            rule.add_expr(&set_ref(s));
+        }
+        Match::Ipv4 => {
+            rule.add_expr(&Meta::NfProto);
+            rule.add_expr(&Cmp::new(CmpOp::Eq, libc::NFPROTO_IPV4 as u8));
+        }
+        Match::DaddrLocal => {
+            // RTN_LOCAL, host-endian.
+            rule.add_expr(&fib_daddr_type(REG32_00));
+            rule.add_expr(&cmp(REG32_00, libc::NFT_CMP_EQ as u32, &2u32.to_ne_bytes()));
+        }
+        Match::DaddrNotLoopback => {
+            rule.add_expr(&payload(NETWORK, 16, 4, REG32_00));
+            rule.add_expr(&and(REG32_00, &[255, 0, 0, 0]));
+            rule.add_expr(&cmp(REG32_00, libc::NFT_CMP_NEQ as u32, &[127, 0, 0, 0]));
+        }
+        Match::CtDnat => {
+            // IPS_DST_NAT, host-endian.
+            rule.add_expr(&ct(libc::NFT_CT_STATUS as u32, REG32_00));
+            rule.add_expr(&and(REG32_00, &0x20u32.to_ne_bytes()));
+            rule.add_expr(&cmp(
+                REG32_00,
+                libc::NFT_CMP_NEQ as u32,
+                &0u32.to_ne_bytes(),
+            ));
+        }
+    }
+}
+
+/// `dnat ip to [ip daddr .] meta l4proto . th dport map @set`: the key into consecutive
+/// registers, the map's data (address . port) back into the first two.
+fn dnat_via(rule: &mut Rule, set: SetName, name: &CStr, id: u32) {
+    use crate::raw::*;
+    let mut reg = REG32_00;
+    if set == SetName::Forwards {
+        rule.add_expr(&payload(NETWORK, 16, 4, reg));
+        reg = REG32_01;
+    }
+    rule.add_expr(&meta(libc::NFT_META_L4PROTO as u32, reg));
+    rule.add_expr(&payload(TRANSPORT, 2, 2, reg + 1));
+    rule.add_expr(&lookup(name, id, REG32_00, Some(REG32_00)));
+    rule.add_expr(&nat(libc::NFT_NAT_DNAT as u32, REG32_00, Some(REG32_01)));
+    let _ = REG32_02;
+}
+
+/// (type, value) of each netlink attribute in `buf`.
+fn nlattrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if buf.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
+        let ty = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
+        if len < 4 || len > buf.len() {
+            return None;
+        }
+        let value = &buf[4..len];
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        Some((ty, value))
+    })
+}
+
+/// The map elements of one NEWSETELEM message's attributes.
+fn elements_of(map: SetName, attrs: &[u8]) -> Vec<Elem> {
+    // NFTA_SET_ELEM_LIST_ELEMENTS { NFTA_LIST_ELEM { NFTA_SET_ELEM_KEY { NFTA_DATA_VALUE },
+    // NFTA_SET_ELEM_DATA { NFTA_DATA_VALUE } } … }
+    let value = |nested: &[u8]| {
+        nlattrs(nested)
+            .find(|(t, _)| *t == 1)
+            .map(|(_, v)| v.to_vec())
+    };
+    let mut out = vec![];
+    for (_, list) in nlattrs(attrs).filter(|(t, _)| *t == 3) {
+        for (_, elem) in nlattrs(list).filter(|(t, _)| *t == 1) {
+            let mut key = None;
+            let mut data = None;
+            for (t, v) in nlattrs(elem) {
+                match t {
+                    1 => key = value(v),
+                    2 => data = value(v),
+                    _ => {}
+                }
+            }
+            if let (Some(k), Some(d)) = (key, data) {
+                out.extend(Elem::from_map_entry(map, &k, &d));
+            }
+        }
+    }
+    out
 }
 
 /// A batch under construction. Every message is tagged with the group (if any) it belongs to,
@@ -124,8 +278,54 @@ impl Transaction {
                 self.elem_msg(&name, &IfNameKey(ifname_key(n)), ty, group)
             }
             Elem::NatSaddr(a) => self.elem_msg(&name, a, ty, group),
+            Elem::Forward(_) | Elem::Egress { .. } => {
+                if let Some((key, data)) = elem.map_entry() {
+                    // A delete names the key only.
+                    let data = (ty == MsgType::Add).then_some(data);
+                    self.map_elem_msg(&name, &key, data.as_deref(), ty, group);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// One element of one named map as its own message.
+    fn map_elem_msg(
+        &mut self,
+        map: &CString,
+        key: &[u8],
+        data: Option<&[u8]>,
+        ty: MsgType,
+        group: Option<usize>,
+    ) {
+        let set = Set::<AddrKey>::new_named(map, 0, &self.table, ProtoFamily::Inet);
+        // SAFETY: a fresh element handed to the set, which owns and frees it; libnftnl copies
+        // the key and data.
+        unsafe {
+            let e = sys::nftnl_set_elem_alloc();
+            if e.is_null() {
+                std::process::abort();
+            }
+            sys::nftnl_set_elem_set(
+                e,
+                sys::NFTNL_SET_ELEM_KEY as u16,
+                key.as_ptr() as *const c_void,
+                key.len() as u32,
+            );
+            if let Some(d) = data {
+                sys::nftnl_set_elem_set(
+                    e,
+                    sys::NFTNL_SET_ELEM_DATA as u16,
+                    d.as_ptr() as *const c_void,
+                    d.len() as u32,
+                );
+            }
+            sys::nftnl_set_elem_add(set.as_ptr().as_ptr(), e);
+        }
+        for m in set.elems_iter() {
+            self.batch.add(&m, ty);
+            self.owners.push(group);
+        }
     }
 
     /// One element of one named set as its own message.
@@ -154,37 +354,79 @@ impl Transaction {
     /// The whole table, replacing any previous one of that name atomically (add, delete, add:
     /// the first add makes the delete valid when no table exists yet), filled with `elems`.
     pub fn replace_table(spec: &TableSpec, elems: &[Elem]) -> Result<Self, NftError> {
-        let mut tx = Transaction::new(&spec.name, elems.len() + 32)?;
+        let mut tx = Transaction::new(&spec.name, elems.len() + 48)?;
         let table = Table::new(cstring(&spec.name)?, ProtoFamily::Inet);
         tx.push(&table, MsgType::Add, None);
         tx.push(&table, MsgType::Del, None);
         tx.push(&table, MsgType::Add, None);
 
-        let ns_name = cstring(SetName::NsIfaces.as_str())?;
-        let nat_name = cstring(SetName::NatSaddrs.as_str())?;
-        let up_name = cstring(SetName::Uplinks.as_str())?;
-        let ns_set = Set::<IfNameKey>::new_named(&ns_name, 1, &table, ProtoFamily::Inet);
-        let up_set = Set::<IfNameKey>::new_named(&up_name, 2, &table, ProtoFamily::Inet);
-        let nat_set = Set::<Ipv4Addr>::new_named(&nat_name, 3, &table, ProtoFamily::Inet);
+        let names: Vec<CString> = SetName::ALL
+            .iter()
+            .map(|s| cstring(s.as_str()))
+            .collect::<Result<_, _>>()?;
+        let name = |s: SetName| &names[SetName::ALL.iter().position(|x| *x == s).unwrap_or(0)];
+        let id = |s: SetName| SetName::ALL.iter().position(|x| *x == s).unwrap_or(0) as u32 + 1;
+        let inet = ProtoFamily::Inet;
+        let ns_set = Set::<IfNameKey>::new_named(
+            name(SetName::NsIfaces),
+            id(SetName::NsIfaces),
+            &table,
+            inet,
+        );
+        let up_set =
+            Set::<IfNameKey>::new_named(name(SetName::Uplinks), id(SetName::Uplinks), &table, inet);
+        let nat_set = Set::<Ipv4Addr>::new_named(
+            name(SetName::NatSaddrs),
+            id(SetName::NatSaddrs),
+            &table,
+            inet,
+        );
+        let fwd = Set::<ForwardKey>::new_named(
+            name(SetName::Forwards),
+            id(SetName::Forwards),
+            &table,
+            inet,
+        );
+        let fwd_any = Set::<ForwardAnyKey>::new_named(
+            name(SetName::ForwardsAny),
+            id(SetName::ForwardsAny),
+            &table,
+            inet,
+        );
+        let egress =
+            Set::<AddrKey>::new_named(name(SetName::Egress), id(SetName::Egress), &table, inet);
         set_host_endian_key(&ns_set);
         set_host_endian_key(&up_set);
+        make_map(&fwd, FORWARD_DATA);
+        make_map(&fwd_any, FORWARD_DATA);
+        make_map(&egress, EGRESS_DATA);
         tx.push(&ns_set, MsgType::Add, None);
         tx.push(&up_set, MsgType::Add, None);
         tx.push(&nat_set, MsgType::Add, None);
+        tx.push(&fwd, MsgType::Add, None);
+        tx.push(&fwd_any, MsgType::Add, None);
+        tx.push(&egress, MsgType::Add, None);
 
-        let mut forward = Chain::new(c"forward", &table);
-        forward.set_type(ChainType::Filter);
-        forward.set_hook(Hook::Forward, 0);
-        forward.set_policy(Policy::Accept);
-        let mut postrouting = Chain::new(c"postrouting", &table);
-        postrouting.set_type(ChainType::Nat);
-        postrouting.set_hook(Hook::PostRouting, 100);
-        postrouting.set_policy(Policy::Accept);
-        tx.push(&forward, MsgType::Add, None);
-        tx.push(&postrouting, MsgType::Add, None);
+        let chain = |n: &'static CStr, ty, hook, prio| {
+            let mut c = Chain::new(n, &table);
+            c.set_type(ty);
+            c.set_hook(hook, prio);
+            c.set_policy(Policy::Accept);
+            c
+        };
+        // dstnat = -100, filter = 0, srcnat = 100.
+        let prerouting = chain(c"prerouting", ChainType::Nat, Hook::PreRouting, -100);
+        let output = chain(c"output", ChainType::Nat, Hook::Out, -100);
+        let forward = chain(c"forward", ChainType::Filter, Hook::Forward, 0);
+        let postrouting = chain(c"postrouting", ChainType::Nat, Hook::PostRouting, 100);
+        for c in [&prerouting, &output, &forward, &postrouting] {
+            tx.push(c, MsgType::Add, None);
+        }
 
         for spec_rule in spec.rules() {
             let chain = match spec_rule.chain {
+                ChainName::Prerouting => &prerouting,
+                ChainName::Output => &output,
                 ChainName::Forward => &forward,
                 ChainName::Postrouting => &postrouting,
             };
@@ -193,30 +435,9 @@ impl Transaction {
                 let set_ref = |s: SetName| match s {
                     SetName::NsIfaces => Lookup::new(&ns_set),
                     SetName::Uplinks => Lookup::new(&up_set),
-                    SetName::NatSaddrs => Lookup::new(&nat_set),
+                    _ => Lookup::new(&nat_set),
                 };
-                match *m {
-                    Match::IifnameIn(s) => {
-                        rule.add_expr(&Meta::IifName);
-                        rule.add_expr(&set_ref(s));
-                    }
-                    Match::OifnameIn(s) => {
-                        rule.add_expr(&Meta::OifName);
-                        rule.add_expr(&set_ref(s));
-                    }
-                    Match::CtEstablishedRelated => {
-                        // ct state is a host-endian bitmask: ESTABLISHED = 2, RELATED = 4.
-                        rule.add_expr(&Conntrack::State);
-                        rule.add_expr(&Bitwise::new(6u32, 0u32));
-                        rule.add_expr(&Cmp::new(CmpOp::Neq, 0u32));
-                    }
-                    Match::Ipv4SaddrIn(s) => {
-                        rule.add_expr(&Meta::NfProto);
-                        rule.add_expr(&Cmp::new(CmpOp::Eq, libc::NFPROTO_IPV4 as u8));
-                        rule.add_expr(&nftnl::nft_expr!(payload ipv4 saddr));
-                        rule.add_expr(&set_ref(s));
-                    }
-                }
+                add_match(&mut rule, *m, &set_ref);
             }
             rule.add_expr(&Counter);
             match spec_rule.verdict {
@@ -224,15 +445,22 @@ impl Transaction {
                 Verdict::Drop => rule.add_expr(&nftnl::expr::Verdict::Drop),
                 Verdict::Return => rule.add_expr(&nftnl::expr::Verdict::Return),
                 Verdict::Masquerade => rule.add_expr(&Masquerade),
+                Verdict::DnatVia(s) => dnat_via(&mut rule, s, name(s), id(s)),
+                Verdict::SnatVia(s) => {
+                    use crate::raw::*;
+                    rule.add_expr(&payload(NETWORK, 12, 4, REG32_00));
+                    rule.add_expr(&lookup(name(s), id(s), REG32_00, Some(REG32_00)));
+                    rule.add_expr(&nat(libc::NFT_NAT_SNAT as u32, REG32_00, None));
+                }
             }
             tx.push(&rule, MsgType::Add, None);
         }
-        drop((forward, postrouting));
+        drop((prerouting, output, forward, postrouting));
 
         for e in elems {
             tx.elem(&ElemOp::Add(e.clone()), None)?;
         }
-        drop((ns_set, up_set, nat_set));
+        drop((ns_set, up_set, nat_set, fwd, fwd_any, egress));
         tx.table = table;
         Ok(tx)
     }
@@ -436,6 +664,69 @@ impl NftSocket {
         Ok(outcome)
     }
 
+    /// Every element of one of `table`'s maps (see [`SetName::MAPS`]), read back from the
+    /// kernel. A table or map that does not exist has none.
+    pub fn map_elements(&mut self, table: &str, map: SetName) -> Result<Vec<Elem>, NftError> {
+        let seq: u32 = 0x6e73_6100; // any: a dump is alone on the socket
+        let attr = |ty: u16, v: &[u8]| {
+            let len = 4 + v.len();
+            let mut a = (len as u16).to_ne_bytes().to_vec();
+            a.extend(ty.to_ne_bytes());
+            a.extend_from_slice(v);
+            a.resize((len + 3) & !3, 0);
+            a
+        };
+        let mut body = vec![libc::NFPROTO_INET as u8, 0, 0, 0];
+        body.extend(attr(1, cstring(table)?.as_bytes_with_nul())); // NFTA_SET_ELEM_LIST_TABLE
+        body.extend(attr(2, cstring(map.as_str())?.as_bytes_with_nul())); // ..._LIST_SET
+        let mut msg = ((16 + body.len()) as u32).to_ne_bytes().to_vec();
+        let ty = (libc::NFNL_SUBSYS_NFTABLES as u16) << 8 | libc::NFT_MSG_GETSETELEM as u16;
+        msg.extend(ty.to_ne_bytes());
+        msg.extend(((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
+        msg.extend(seq.to_ne_bytes());
+        msg.extend(0u32.to_ne_bytes());
+        msg.extend(body);
+        self.sock.send(&msg).map_err(NftError::Socket)?;
+        let mut out = vec![];
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let len = match self.sock.recv_raw(&mut buf) {
+                Ok(len) => len,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(NftError::Timeout(self.timeout))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(NftError::Socket(e)),
+            };
+            let mut off = 0;
+            while off + 16 <= len {
+                let h = &buf[off..len];
+                let mlen = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+                let mtype = u16::from_ne_bytes([h[4], h[5]]);
+                if mlen < 16 || mlen > h.len() {
+                    return Err(NftError::BadReply);
+                }
+                match mtype as i32 {
+                    libc::NLMSG_DONE => return Ok(out),
+                    libc::NLMSG_ERROR => {
+                        let err = h
+                            .get(16..20)
+                            .map_or(0, |b| -i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                        return match err {
+                            0 | libc::ENOENT => Ok(out),
+                            e => Err(NftError::Rejected {
+                                errno: e,
+                                errno_text: errno_text(e),
+                            }),
+                        };
+                    }
+                    _ => out.extend(elements_of(map, h.get(20..mlen).unwrap_or(&[]))),
+                }
+                off += (mlen + 3) & !3;
+            }
+        }
+    }
+
     /// Runs a transaction in which no failure is acceptable (start-up, table deletion).
     pub fn run_all_or_nothing(&mut self, tx: Transaction) -> Result<(), NftError> {
         let outcome = self.run(tx)?;
@@ -575,8 +866,8 @@ mod tests {
                 .filter(|m| m.0 == NEWRULE)
                 .count()
         };
-        assert_eq!(rules(few), 6);
-        assert_eq!(rules(many), 6);
+        assert_eq!(rules(few), 12);
+        assert_eq!(rules(many), 12);
     }
 
     #[test]

@@ -217,7 +217,7 @@ impl Sandbox {
         let rules = items.iter().filter(|i| i.get("rule").is_some()).count();
         let mut sets = vec![];
         for i in items {
-            if let Some(s) = i.get("set") {
+            if let Some(s) = i.get("set").or_else(|| i.get("map")) {
                 let mut elems: Vec<String> = s
                     .get("elem")
                     .and_then(|e| e.as_array())

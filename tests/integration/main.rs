@@ -7,6 +7,7 @@ mod harness;
 mod hostile;
 mod metrics;
 mod ops;
+mod ports;
 mod recovery;
 
 use harness::*;

@@ -2,9 +2,12 @@
 //! [`NamespaceSpec`]; the answer is the [`Namespace`] that now exists.
 
 use super::{Op, Request};
-use crate::model::{self, Bandwidth, Conf, Dns, Namespace, NamespaceSpec, Subnet, ValidationError};
+use crate::model::{
+    self, Bandwidth, Conf, Dns, Namespace, NamespaceSpec, PortForward, Subnet, ValidationError,
+};
 use crate::protocol::{ApiError, ErrorCode, Limits};
 use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
 
 /// The interface name inside the namespace when the client names none.
 pub const DEFAULT_NS_IFNAME: &str = "eth0";
@@ -34,6 +37,12 @@ pub struct Create {
     /// Rate limits into and out of the namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth: Option<Bandwidth>,
+    /// Published ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<PortForward>>,
+    /// The address outbound traffic leaves from (needs nat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_addr: Option<Ipv4Addr>,
 }
 
 impl Op for Create {
@@ -71,6 +80,8 @@ impl Op for Create {
             nat: self.nat.unwrap_or(true),
             dns: self.dns,
             bandwidth: self.bandwidth,
+            ports: sorted(self.ports.unwrap_or_default()),
+            egress_addr: self.egress_addr,
         };
         validate_conf(&conf)?;
         Ok(Request::Create(NamespaceSpec {
@@ -86,12 +97,13 @@ impl Op for Create {
 
 /// Checks the parts of a [`Conf`] that can be wrong on their own.
 pub fn validate_conf(conf: &Conf) -> Result<(), ApiError> {
-    let bad = |e: model::ConfError| ApiError::new(ErrorCode::BadRequest, e.to_string());
-    if let Some(d) = &conf.dns {
-        d.validate().map_err(bad)?;
-    }
-    if let Some(b) = &conf.bandwidth {
-        b.validate().map_err(bad)?;
-    }
-    Ok(())
+    conf.validate()
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))
+}
+
+/// Published ports in one order (by what they listen on), so that an answer before and after a
+/// restart (which reads them back from the kernel) is the same.
+pub fn sorted(mut ports: Vec<PortForward>) -> Vec<PortForward> {
+    ports.sort_by_key(|p| (p.listener(), p.port));
+    ports
 }

@@ -24,6 +24,8 @@ pub struct Fake {
     pub create_delay: std::time::Duration,
     /// Addresses whose connections the executor asked to forget, in order.
     pub forgotten: Vec<std::net::IpAddr>,
+    /// The host's own addresses.
+    pub local: HashSet<std::net::Ipv4Addr>,
 }
 
 impl Driver for Fake {
@@ -105,6 +107,10 @@ impl Driver for Fake {
 
     fn delete_table(&mut self) {
         self.elems.clear();
+    }
+
+    fn is_local(&mut self, addr: std::net::Ipv4Addr) -> bool {
+        self.local.contains(&addr)
     }
 
     fn forget(&mut self, addrs: &[std::net::IpAddr]) {

@@ -288,6 +288,16 @@ impl Driver for KernelDriver {
         }
     }
 
+    fn is_local(&mut self, addr: std::net::Ipv4Addr) -> bool {
+        match self.host.addresses() {
+            Ok(all) => all.values().flatten().any(|(a, _)| *a == addr),
+            Err(e) => {
+                tracing::warn!(error = %e, "address dump");
+                false
+            }
+        }
+    }
+
     fn forget(&mut self, addrs: &[std::net::IpAddr]) {
         match self.conntrack.forget(addrs) {
             Ok(n) => {

@@ -21,9 +21,10 @@ pub use fake::Fake;
 pub use kernel::KernelDriver;
 pub use recover::Recovery;
 
-use crate::model::Namespace;
+use crate::model::{Namespace, PortForward};
 use crate::protocol::{ApiError, ErrorCode};
 use nft::{Elem, ElemOp, GroupError, NftError};
+use std::net::Ipv4Addr;
 
 /// Why the kernel refused a step.
 #[derive(Debug, thiserror::Error)]
@@ -108,16 +109,37 @@ pub trait Driver {
     fn gone_netns(&mut self) -> Vec<String>;
     /// Removes the agent's table (shutdown with --cleanup-on-exit).
     fn delete_table(&mut self);
+    /// Whether `addr` is one of the host's own addresses (an egress address or a published
+    /// port's host address must be).
+    fn is_local(&mut self, addr: Ipv4Addr) -> bool;
     /// Deletes every conntrack entry that involves one of `addrs` (addresses of namespaces
     /// that are gone), so that the next user of an address starts clean.
     fn forget(&mut self, addrs: &[std::net::IpAddr]);
 }
 
-/// A namespace's set elements: how it appears in the agent's table.
+/// A namespace's set and map elements: how it appears in the agent's table.
 pub fn elems(ns: &Namespace) -> Vec<Elem> {
     let mut v = vec![Elem::NsIface(ns.host_ifname.clone())];
     if ns.conf.nat {
         v.push(Elem::NatSaddr(ns.address));
     }
+    v.extend(ns.conf.ports.iter().map(|p| forward(p, ns.address)));
+    if let Some(to) = ns.conf.egress_addr {
+        v.push(Elem::Egress {
+            saddr: ns.address,
+            to,
+        });
+    }
     v
+}
+
+/// A published port as a map element.
+pub fn forward(p: &PortForward, to: Ipv4Addr) -> Elem {
+    Elem::Forward(nft::Forward {
+        daddr: p.host_addr,
+        proto: p.proto.number(),
+        dport: p.host_port,
+        to,
+        to_port: p.port,
+    })
 }

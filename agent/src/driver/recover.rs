@@ -7,7 +7,8 @@
 
 use super::{elems, DriverError, KernelDriver};
 use crate::model::{
-    self, Bandwidth, Conf, Dirs, Mark, Namespace, Subnet, LO_IFINDEX, PEER_IFINDEX,
+    self, Bandwidth, Conf, Dirs, Mark, Namespace, PortForward, Proto, Subnet, LO_IFINDEX,
+    PEER_IFINDEX,
 };
 use crate::netlink::{LinkInfo, NetlinkError, Rtnl};
 use std::collections::{HashMap, HashSet};
@@ -30,7 +31,15 @@ impl KernelDriver {
         spec: &nft::TableSpec,
         uplink: Option<&str>,
     ) -> Result<Recovery, DriverError> {
-        let found = self.adopt_or_remove()?;
+        // The map elements are the state of port forwards and egress addresses: read them
+        // before the table is replaced.
+        let mut maps = Maps::default();
+        for map in nft::SetName::MAPS {
+            for e in self.nft.map_elements(&spec.name, map)? {
+                maps.add(e);
+            }
+        }
+        let found = self.adopt_or_remove(&mut maps)?;
         let mut all: Vec<nft::Elem> = uplink
             .map(|u| nft::Elem::Uplink(u.to_string()))
             .into_iter()
@@ -43,7 +52,7 @@ impl KernelDriver {
         Ok(found)
     }
 
-    fn adopt_or_remove(&mut self) -> Result<Recovery, DriverError> {
+    fn adopt_or_remove(&mut self, maps: &mut Maps) -> Result<Recovery, DriverError> {
         let dump = |source| DriverError::Netlink {
             step: "dump links and addresses",
             source,
@@ -73,10 +82,15 @@ impl KernelDriver {
                             netns: self.netns.dir().to_path_buf(),
                             etc_netns: self.etc.dir().to_path_buf(),
                         };
+                        let address = inside.peer.as_ref().and_then(|p| p.addr).map(|a| a.0);
+                        let (ports, egress_addr) =
+                            address.map(|a| maps.take(a)).unwrap_or_default();
                         let conf = Conf {
                             nat: mark.nat,
                             dns: self.etc.read(&name),
                             bandwidth: bandwidth(host_rates.get(&l.index), inside.egress_bps),
+                            ports,
+                            egress_addr: egress_addr.filter(|_| mark.nat),
                         };
                         whole(&mark, l, host_addr, &inside, &dirs, conf)
                     }
@@ -137,6 +151,41 @@ impl KernelDriver {
         // Links deleted above die asynchronously; their events are not news.
         let _ = self.events.drain();
         Ok(out)
+    }
+}
+
+/// Port forwards and egress addresses found in the old table, by namespace address.
+#[derive(Default)]
+struct Maps {
+    ports: HashMap<Ipv4Addr, Vec<PortForward>>,
+    egress: HashMap<Ipv4Addr, Ipv4Addr>,
+}
+
+impl Maps {
+    fn add(&mut self, e: nft::Elem) {
+        match e {
+            nft::Elem::Forward(f) => {
+                if let Some(proto) = Proto::from_number(f.proto) {
+                    self.ports.entry(f.to).or_default().push(PortForward {
+                        proto,
+                        host_port: f.dport,
+                        port: f.to_port,
+                        host_addr: f.daddr,
+                    });
+                }
+            }
+            nft::Elem::Egress { saddr, to } => {
+                self.egress.insert(saddr, to);
+            }
+            _ => {}
+        }
+    }
+
+    /// What belongs to the namespace with `address` (ports sorted, as a listing shows them).
+    fn take(&mut self, address: Ipv4Addr) -> (Vec<PortForward>, Option<Ipv4Addr>) {
+        let mut ports = self.ports.remove(&address).unwrap_or_default();
+        ports.sort_by_key(|p| (p.listener(), p.port));
+        (ports, self.egress.remove(&address))
     }
 }
 

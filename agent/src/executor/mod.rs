@@ -7,7 +7,7 @@ mod reservations;
 
 use crate::cmd::{Deleted, NamespaceList, Pong, PoolStatus, Request, Response, Status};
 use crate::driver::{self, CreateFailure, Driver, DriverError, Gone};
-use crate::model::{Dirs, Namespace, NamespaceSpec};
+use crate::model::{Conf, Dirs, Namespace, NamespaceSpec};
 use crate::pool::Pool;
 use crate::protocol::{ApiError, ErrorCode, Reply};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -297,6 +297,7 @@ impl<D: Driver> Executor<D> {
                 ));
             }
         }
+        self.check_host_side(&spec.name, &spec.conf)?;
         let subnet = self.held.choose_subnet(spec.subnet)?;
         let ns = Namespace::plan(spec, subnet, &self.info.dirs);
         if spec.host_ifname.is_none() && self.held.host_ifname_taken(&ns.host_ifname) {
@@ -308,6 +309,29 @@ impl<D: Driver> Executor<D> {
             ));
         }
         Ok(ns)
+    }
+
+    /// What a configuration asks of the host: its own addresses, ports nobody else publishes.
+    fn check_host_side(&mut self, name: &str, conf: &Conf) -> Result<(), ApiError> {
+        let wanted = conf
+            .egress_addr
+            .into_iter()
+            .chain(conf.ports.iter().filter_map(|p| p.host_addr));
+        for addr in wanted {
+            if !self.driver.is_local(addr) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidAddress,
+                    format!("{addr} is not an address of this host"),
+                ));
+            }
+        }
+        if let Some((listener, owner)) = self.held.port_conflict(name, &conf.ports) {
+            return Err(ApiError::new(
+                ErrorCode::PortInUse,
+                format!("{listener} is published by namespace {owner}"),
+            ));
+        }
+        Ok(())
     }
 
     /// Runs a segment's writes: the netlink phase, one nft transaction, then settles and
@@ -382,12 +406,14 @@ impl<D: Driver> Executor<D> {
             }
             (Ok(()), Err(e)) => {
                 tracing::info!(name = %ns.name, error = %e, "create rolled back: nft rejected its elements");
+                self.held.release_ports(&ns);
                 self.driver.remove(&ns);
                 self.held.start_dying(&ns, false);
                 Err(DriverError::from(e).into())
             }
             (Err(f), _) => {
                 tracing::info!(name = %ns.name, error = %f.error, "create rolled back");
+                self.held.release_ports(&ns);
                 if f.link_created {
                     self.held.start_dying(&ns, false);
                 } else {
@@ -404,6 +430,7 @@ impl<D: Driver> Executor<D> {
             return Err(DriverError::from(e).into());
         }
         self.leave_live(&ns);
+        self.held.release_ports(&ns);
         self.driver.remove(&ns);
         self.held.start_dying(&ns, true);
         Ok(Response::Deleted(Deleted { name: ns.name }))
@@ -428,6 +455,7 @@ impl<D: Driver> Executor<D> {
             return;
         };
         self.leave_live(&ns);
+        self.held.release_ports(&ns);
         let ops: Vec<ElemOp> = driver::elems(&ns).into_iter().map(ElemOp::Del).collect();
         if let Some(Err(e)) = self.driver.nft(&[ops]).pop() {
             tracing::warn!(name, error = %e, "removing elements of an externally deleted namespace");

@@ -3,10 +3,11 @@
 //! host veth disappears asynchronously (docs/kernel.md#the-host-veth-disappears-later): until the
 //! link-deleted event arrives, nothing it used may be handed out again.
 
-use crate::model::{Namespace, Subnet};
+use crate::model::{Listener, Namespace, PortForward, Proto, Subnet};
 use crate::pool::Pool;
 use crate::protocol::{ApiError, ErrorCode};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv4Addr;
 
 /// A host link that is dying: everything it used stays reserved until the kernel removes it.
 #[derive(Debug)]
@@ -16,6 +17,9 @@ struct Dying {
     subnet: Subnet,
     host_ifname: String,
 }
+
+/// Who publishes a (protocol, port): on which host address (`None`: every one), which namespace.
+type PortHolder = (Option<Ipv4Addr>, String);
 
 #[derive(Debug)]
 pub struct Reservations {
@@ -27,6 +31,9 @@ pub struct Reservations {
     /// Dying host links by ifindex.
     dying: HashMap<u32, Dying>,
     dying_names: HashSet<String>,
+    /// Published ports by (protocol, host port): the host address (or every one) and the
+    /// namespace. Released with the namespace's map elements, not with its link.
+    ports: HashMap<(Proto, u16), Vec<PortHolder>>,
 }
 
 impl Reservations {
@@ -37,6 +44,7 @@ impl Reservations {
             host_ifnames: HashSet::new(),
             dying: HashMap::new(),
             dying_names: HashSet::new(),
+            ports: HashMap::new(),
         }
     }
 
@@ -85,6 +93,39 @@ impl Reservations {
         self.subnets.insert(ns.subnet.start(), ns.subnet.end());
         self.pool.mark(ns.subnet);
         self.host_ifnames.insert(ns.host_ifname.clone());
+        for p in &ns.conf.ports {
+            self.ports
+                .entry((p.proto, p.host_port))
+                .or_default()
+                .push((p.host_addr, ns.name.clone()));
+        }
+    }
+
+    /// A published port of `ports` that another namespace than `name` already publishes (on the
+    /// same address, or one of them on every address), and that namespace.
+    pub fn port_conflict(&self, name: &str, ports: &[PortForward]) -> Option<(Listener, String)> {
+        ports.iter().find_map(|p| {
+            let taken = self.ports.get(&(p.proto, p.host_port))?;
+            taken
+                .iter()
+                .find(|(addr, owner)| {
+                    owner != name
+                        && (addr.is_none() || p.host_addr.is_none() || *addr == p.host_addr)
+                })
+                .map(|(_, owner)| (p.listener(), owner.clone()))
+        })
+    }
+
+    /// Frees the published ports of `ns` (its map elements are gone).
+    pub fn release_ports(&mut self, ns: &Namespace) {
+        for p in &ns.conf.ports {
+            if let Some(v) = self.ports.get_mut(&(p.proto, p.host_port)) {
+                v.retain(|(addr, owner)| !(owner == &ns.name && *addr == p.host_addr));
+                if v.is_empty() {
+                    self.ports.remove(&(p.proto, p.host_port));
+                }
+            }
+        }
     }
 
     /// Frees a subnet and a host interface name (nothing in the kernel holds them any more).

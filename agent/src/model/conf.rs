@@ -2,8 +2,9 @@
 //! data with its validation; the driver makes the kernel look like it.
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// The part of a namespace that `create` sets beyond its addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,6 +15,13 @@ pub struct Conf {
     pub dns: Option<Dns>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth: Option<Bandwidth>,
+    /// Published ports: traffic to a host address and port reaches the namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortForward>,
+    /// The address the namespace's outbound traffic is SNATed to instead of being masqueraded
+    /// (one of the host's addresses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_addr: Option<Ipv4Addr>,
 }
 
 impl Default for Conf {
@@ -22,6 +30,135 @@ impl Default for Conf {
             nat: true,
             dns: None,
             bandwidth: None,
+            ports: vec![],
+            egress_addr: None,
+        }
+    }
+}
+
+/// Most port forwards one namespace may have.
+pub const MAX_PORTS: usize = 64;
+
+impl Conf {
+    /// Checks what can be checked without knowing the host: each part, and how they combine.
+    pub fn validate(&self) -> Result<(), ConfError> {
+        if let Some(d) = &self.dns {
+            d.validate()?;
+        }
+        if let Some(b) = &self.bandwidth {
+            b.validate()?;
+        }
+        if self.egress_addr.is_some() && !self.nat {
+            return Err(refuse(
+                "egress_addr",
+                "needs nat: true (it replaces the masquerade of outbound traffic)",
+            ));
+        }
+        if self.ports.len() > MAX_PORTS {
+            return Err(refuse("ports", format!("at most {MAX_PORTS} forwards")));
+        }
+        let mut seen = HashSet::new();
+        for p in &self.ports {
+            if p.host_port == 0 || p.port == 0 {
+                return Err(refuse("ports", "ports are 1-65535"));
+            }
+            if !seen.insert(p.listener()) {
+                return Err(refuse("ports", format!("{} is given twice", p.listener())));
+            }
+        }
+        for p in &self.ports {
+            // A forward on every address collides with one on a given address.
+            if p.host_addr.is_some()
+                && seen.contains(
+                    &PortForward {
+                        host_addr: None,
+                        ..*p
+                    }
+                    .listener(),
+                )
+            {
+                return Err(refuse(
+                    "ports",
+                    format!(
+                        "{} overlaps a forward of the same port on every address",
+                        p.listener()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    /// IPPROTO_*.
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+
+    pub fn from_number(n: u8) -> Option<Proto> {
+        match n {
+            6 => Some(Proto::Tcp),
+            17 => Some(Proto::Udp),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+/// A published port: `proto` connections to `host_addr:host_port` (`host_addr` absent: any
+/// address of the host) reach the namespace's address at `port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortForward {
+    pub proto: Proto,
+    pub host_port: u16,
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_addr: Option<Ipv4Addr>,
+}
+
+/// What a forward listens on: protocol, host address (or any), host port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Listener {
+    pub proto: Proto,
+    pub host_addr: Option<Ipv4Addr>,
+    pub host_port: u16,
+}
+
+impl std::fmt::Display for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.host_addr {
+            Some(a) => write!(f, "{}/{a}:{}", self.proto, self.host_port),
+            None => write!(f, "{}/*:{}", self.proto, self.host_port),
+        }
+    }
+}
+
+impl PortForward {
+    pub fn listener(&self) -> Listener {
+        Listener {
+            proto: self.proto,
+            host_addr: self.host_addr,
+            host_port: self.host_port,
         }
     }
 }
@@ -241,6 +378,45 @@ mod tests {
         assert!(d.validate().is_err());
         d.nameservers = vec!["1.1.1.1".parse().unwrap(); 4];
         assert!(d.validate().is_err());
+    }
+
+    #[test]
+    fn port_forwards() {
+        let fwd = |proto, host_port, host_addr: Option<&str>| PortForward {
+            proto,
+            host_port,
+            port: 80,
+            host_addr: host_addr.map(|a| a.parse().unwrap()),
+        };
+        let conf = |ports: Vec<PortForward>| Conf {
+            ports,
+            ..Conf::default()
+        };
+        assert!(conf(vec![
+            fwd(Proto::Tcp, 8080, None),
+            fwd(Proto::Udp, 8080, None),
+            fwd(Proto::Tcp, 8081, Some("198.18.0.1")),
+            fwd(Proto::Tcp, 8081, Some("198.18.0.5")),
+        ])
+        .validate()
+        .is_ok());
+        for bad in [
+            vec![fwd(Proto::Tcp, 8080, None), fwd(Proto::Tcp, 8080, None)],
+            vec![
+                fwd(Proto::Tcp, 8080, None),
+                fwd(Proto::Tcp, 8080, Some("198.18.0.1")),
+            ],
+            vec![fwd(Proto::Tcp, 0, None)],
+            (1..=65).map(|p| fwd(Proto::Tcp, p, None)).collect(),
+        ] {
+            assert!(conf(bad).validate().is_err());
+        }
+        let c = Conf {
+            nat: false,
+            egress_addr: Some("198.18.0.1".parse().unwrap()),
+            ..Conf::default()
+        };
+        assert!(c.validate().is_err(), "egress without nat");
     }
 
     #[test]

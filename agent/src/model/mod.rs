@@ -3,7 +3,10 @@
 
 mod conf;
 
-pub use conf::{Bandwidth, Conf, ConfError, Dns, MAX_NAMESERVERS, MIN_BPS};
+pub use conf::{
+    Bandwidth, Conf, ConfError, Dns, Listener, PortForward, Proto, MAX_NAMESERVERS, MAX_PORTS,
+    MIN_BPS,
+};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -452,6 +455,8 @@ mod tests {
                     options: vec![],
                 }),
                 bandwidth: None,
+                ports: vec![],
+                egress_addr: None,
             },
             ns_ifname: "eth0".into(),
             host_ifname: None,
