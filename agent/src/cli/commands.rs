@@ -6,7 +6,7 @@ use super::error::{AgentError, CliError};
 use super::render;
 use super::{out, print_json, warn};
 use crate::cmd::{Create, Delete, Get, GetStatus, List, Op};
-use crate::model::{Bandwidth, Dns};
+use crate::model::{Bandwidth, Dns, PortForward, Proto};
 use anyhow::Context;
 use clap::builder::NonEmptyStringValueParser;
 use clap::{ArgGroup, Args};
@@ -87,6 +87,44 @@ pub struct ConfArgs {
     /// into the namespace, `out:RATE` out of it (repeat the flag).
     #[arg(long, value_name = "[in:|out:]RATE", value_parser = parse_rate)]
     pub rate: Vec<(Direction, u64)>,
+    /// Publish a port: `[tcp/|udp/][HOST_ADDR:]HOST_PORT:PORT` (repeat the flag), e.g. 8080:80,
+    /// udp/5353:53, 198.18.0.1:8443:443.
+    #[arg(short = 'p', long = "port", value_name = "SPEC", value_parser = parse_port)]
+    pub ports: Vec<PortForward>,
+    /// Address (one of the host's) the namespace's outbound traffic leaves from.
+    #[arg(long = "egress", value_name = "ADDR")]
+    pub egress_addr: Option<std::net::Ipv4Addr>,
+}
+
+fn parse_port(s: &str) -> Result<PortForward, String> {
+    let (proto, rest) = match s.split_once('/') {
+        Some(("tcp", r)) => (Proto::Tcp, r),
+        Some(("udp", r)) => (Proto::Udp, r),
+        Some((p, _)) => return Err(format!("{p:?}: expected tcp or udp")),
+        None => (Proto::Tcp, s),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (host_addr, host_port, port) = match parts[..] {
+        [h, p] => (None, h, p),
+        [a, h, p] => (
+            Some(a.parse().map_err(|_| format!("{a:?}: not an IPv4 address"))?),
+            h,
+            p,
+        ),
+        _ => return Err(format!("{s:?}: expected [tcp/|udp/][HOST_ADDR:]HOST_PORT:PORT")),
+    };
+    let port_of = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("{p:?}: not a port (1-65535)"))
+    };
+    Ok(PortForward {
+        proto,
+        host_port: port_of(host_port)?,
+        port: port_of(port)?,
+        host_addr,
+    })
 }
 
 /// Which way a rate limit applies.
@@ -303,6 +341,8 @@ pub fn add(a: AddArgs) -> Result<(), CliError> {
         mtu: a.mtu,
         dns: a.conf.dns(),
         bandwidth: a.conf.bandwidth(),
+        ports: (!a.conf.ports.is_empty()).then(|| a.conf.ports.clone()),
+        egress_addr: a.conf.egress_addr,
         ..Create::default()
     };
     let mut client = Client::connect(&a.opts.target.socket)?;
@@ -458,6 +498,19 @@ mod tests {
         assert_eq!(parse_rate("8000"), Ok((Direction::Both, 8_000)));
         for bad in ["", "mbit", "10mb", "up:1mbit", "99999999999999999999gbit"] {
             assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ports_read_like_docker() {
+        let p = parse_port("8080:80").unwrap();
+        assert_eq!((p.proto, p.host_port, p.port, p.host_addr), (Proto::Tcp, 8080, 80, None));
+        let p = parse_port("udp/5353:53").unwrap();
+        assert_eq!((p.proto, p.host_port, p.port), (Proto::Udp, 5353, 53));
+        let p = parse_port("tcp/198.18.0.1:8443:443").unwrap();
+        assert_eq!(p.host_addr, Some("198.18.0.1".parse().unwrap()));
+        for bad in ["80", "sctp/1:2", "0:80", "1:70000", "x:1:2", "1:2:3:4"] {
+            assert!(parse_port(bad).is_err(), "{bad}");
         }
     }
 }

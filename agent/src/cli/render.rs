@@ -4,8 +4,8 @@ use crate::cmd::Status;
 use crate::model::Namespace;
 
 /// A namespace's columns in `list`.
-pub const LIST_HEADER: [&str; 8] = [
-    "NAME", "SUBNET", "ADDRESS", "GATEWAY", "HOST_IF", "NS_IF", "NAT", "MTU",
+pub const LIST_HEADER: [&str; 9] = [
+    "NAME", "SUBNET", "ADDRESS", "GATEWAY", "HOST_IF", "NS_IF", "NAT", "MTU", "PORTS",
 ];
 
 pub fn list_row(ns: &Namespace) -> Vec<String> {
@@ -18,6 +18,7 @@ pub fn list_row(ns: &Namespace) -> Vec<String> {
         ns.ns_ifname.clone(),
         yes_no(ns.conf.nat),
         optional(ns.mtu),
+        ports(ns),
     ]
 }
 
@@ -34,6 +35,8 @@ pub fn namespace_details(ns: &Namespace) -> String {
         ("mtu", optional(ns.mtu)),
         ("dns", dns(ns)),
         ("bandwidth", bandwidth(ns)),
+        ("ports", ports(ns)),
+        ("egress address", optional(ns.conf.egress_addr)),
     ])
 }
 
@@ -80,6 +83,20 @@ fn dns(ns: &Namespace) -> String {
         s.push_str(&format!(" ({})", extra.join("; ")));
     }
     s
+}
+
+/// `tcp/*:8080->80, udp/198.18.0.1:53->53`, or `-`.
+pub fn ports(ns: &Namespace) -> String {
+    if ns.conf.ports.is_empty() {
+        return "-".into();
+    }
+    let all: Vec<String> = ns
+        .conf
+        .ports
+        .iter()
+        .map(|p| format!("{}->{}", p.listener(), p.port))
+        .collect();
+    all.join(", ")
 }
 
 /// `in 10mbit, out 1mbit`, or `-`.
