@@ -8,7 +8,7 @@
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST,
+    NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
@@ -55,6 +55,8 @@ pub enum Kind {
     Create,
     /// Change something that exists.
     Change,
+    /// Create, or replace what exists.
+    Replace,
 }
 
 pub struct Request {
@@ -72,6 +74,12 @@ impl Request {
     pub fn change(msg: RouteNetlinkMessage) -> Self {
         Request {
             kind: Kind::Change,
+            msg,
+        }
+    }
+    pub fn replace(msg: RouteNetlinkMessage) -> Self {
+        Request {
+            kind: Kind::Replace,
             msg,
         }
     }
@@ -124,8 +132,10 @@ impl Rtnl {
         for req in reqs {
             let mut header = NetlinkHeader::default();
             header.flags = NLM_F_REQUEST | NLM_F_ACK;
-            if req.kind == Kind::Create {
-                header.flags |= NLM_F_CREATE | NLM_F_EXCL;
+            match req.kind {
+                Kind::Create => header.flags |= NLM_F_CREATE | NLM_F_EXCL,
+                Kind::Replace => header.flags |= NLM_F_CREATE | NLM_F_REPLACE,
+                Kind::Change => {}
             }
             let seq = self.next_seq();
             header.sequence_number = seq;

@@ -40,6 +40,9 @@ _nsagent() {
             nsagent,run)
                 cmd="nsagent__subcmd__run"
                 ;;
+            nsagent,set)
+                cmd="nsagent__subcmd__set"
+                ;;
             nsagent,show)
                 cmd="nsagent__subcmd__show"
                 ;;
@@ -70,6 +73,9 @@ _nsagent() {
             nsagent__subcmd__help,run)
                 cmd="nsagent__subcmd__help__subcmd__run"
                 ;;
+            nsagent__subcmd__help,set)
+                cmd="nsagent__subcmd__help__subcmd__set"
+                ;;
             nsagent__subcmd__help,show)
                 cmd="nsagent__subcmd__help__subcmd__show"
                 ;;
@@ -83,7 +89,7 @@ _nsagent() {
 
     case "${cmd}" in
         nsagent)
-            opts="-h -V --help --version run add del list show status exec completions man help"
+            opts="-h -V --help --version run add set del list show status exec completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -97,7 +103,7 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__add)
-            opts="-h --count --prefix --subnet --no-nat --mtu --dns --dns-search --dns-option --rate --socket --json --help"
+            opts="-p -h --count --prefix --subnet --no-nat --mtu --dns --dns-search --dns-option --rate --port --egress --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -132,6 +138,18 @@ _nsagent() {
                     return 0
                     ;;
                 --rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --egress)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -201,7 +219,7 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__help)
-            opts="run add del list show status exec completions man help"
+            opts="run add set del list show status exec completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -313,6 +331,20 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsagent__subcmd__help__subcmd__set)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -459,6 +491,52 @@ _nsagent() {
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsagent__subcmd__set)
+            opts="-p -h --nat --no-nat --no-ports --no-egress --no-rate --no-dns --dns --dns-search --dns-option --rate --port --egress --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns-search)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns-option)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --egress)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

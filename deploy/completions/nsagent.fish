@@ -28,6 +28,7 @@ complete -c nsagent -n "__fish_nsagent_needs_command" -s h -l help -d 'Print hel
 complete -c nsagent -n "__fish_nsagent_needs_command" -s V -l version -d 'Print version'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "run" -d 'Run the agent'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "add" -d 'Create a namespace, or --count of them'
+complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "set" -d 'Change a namespace\'s NAT, ports, egress address, rate limits or DNS'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "del" -d 'Delete namespaces by name, or every one whose name has a --prefix'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "list" -d 'List the namespaces'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "show" -d 'Show one namespace'
@@ -65,10 +66,27 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l dns -d 'Nameserv
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l dns-search -d 'Search domain for the namespace\'s resolv.conf (repeat the flag)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l dns-option -d 'resolv.conf option, e.g. ndots:2 (repeat the flag)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l rate -d 'Rate limit, tc-style (10mbit, 500kbit, 1gbit, or bits/s): `RATE` both ways, `in:RATE` into the namespace, `out:RATE` out of it (repeat the flag)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand add" -s p -l port -d 'Publish a port: `[tcp/|udp/][HOST_ADDR:]HOST_PORT:PORT` (repeat the flag), e.g. 8080:80, udp/5353:53, 198.18.0.1:8443:443' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l egress -d 'Address (one of the host\'s) the namespace\'s outbound traffic leaves from' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l socket -d 'Unix socket of the agent' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l no-nat -d 'Do not masquerade the namespace\'s traffic'
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l json -d 'Print the protocol\'s result object(s) as one JSON document instead of a table'
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -s h -l help -d 'Print help'
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l dns -d 'Nameserver for the namespace\'s resolv.conf (up to 3; repeat the flag)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l dns-search -d 'Search domain for the namespace\'s resolv.conf (repeat the flag)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l dns-option -d 'resolv.conf option, e.g. ndots:2 (repeat the flag)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l rate -d 'Rate limit, tc-style (10mbit, 500kbit, 1gbit, or bits/s): `RATE` both ways, `in:RATE` into the namespace, `out:RATE` out of it (repeat the flag)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -s p -l port -d 'Publish a port: `[tcp/|udp/][HOST_ADDR:]HOST_PORT:PORT` (repeat the flag), e.g. 8080:80, udp/5353:53, 198.18.0.1:8443:443' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l egress -d 'Address (one of the host\'s) the namespace\'s outbound traffic leaves from' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l socket -d 'Unix socket of the agent' -r -F
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l nat -d 'Masquerade the namespace\'s traffic'
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l no-nat -d 'Do not masquerade the namespace\'s traffic'
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l no-ports -d 'Remove every published port'
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l no-egress -d 'Masquerade outbound traffic again instead of SNATing it to an egress address'
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l no-rate -d 'Remove the rate limits'
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l no-dns -d 'Remove the resolv.conf'
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l json -d 'Print the protocol\'s result object(s) as one JSON document instead of a table'
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -s h -l help -d 'Print help'
 complete -c nsagent -n "__fish_nsagent_using_subcommand del" -l prefix -d 'Delete every namespace whose name starts with PREFIX (listed, then deleted pipelined)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand del" -l socket -d 'Unix socket of the agent' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand del" -l json -d 'Print the protocol\'s result object(s) as one JSON document instead of a table'
@@ -86,13 +104,14 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand exec" -l socket -d 'Unix
 complete -c nsagent -n "__fish_nsagent_using_subcommand exec" -s h -l help -d 'Print help'
 complete -c nsagent -n "__fish_nsagent_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c nsagent -n "__fish_nsagent_using_subcommand man" -s h -l help -d 'Print help'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add del list show status exec completions man help" -f -a "run" -d 'Run the agent'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add del list show status exec completions man help" -f -a "add" -d 'Create a namespace, or --count of them'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add del list show status exec completions man help" -f -a "del" -d 'Delete namespaces by name, or every one whose name has a --prefix'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add del list show status exec completions man help" -f -a "list" -d 'List the namespaces'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add del list show status exec completions man help" -f -a "show" -d 'Show one namespace'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add del list show status exec completions man help" -f -a "status" -d 'Show the agent\'s status'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add del list show status exec completions man help" -f -a "exec" -d 'Run a command inside a namespace\'s network namespace'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add del list show status exec completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add del list show status exec completions man help" -f -a "man" -d 'Print the man page (roff)'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add del list show status exec completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "run" -d 'Run the agent'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "add" -d 'Create a namespace, or --count of them'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "set" -d 'Change a namespace\'s NAT, ports, egress address, rate limits or DNS'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "del" -d 'Delete namespaces by name, or every one whose name has a --prefix'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "list" -d 'List the namespaces'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "show" -d 'Show one namespace'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "status" -d 'Show the agent\'s status'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "exec" -d 'Run a command inside a namespace\'s network namespace'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "man" -d 'Print the man page (roff)'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -151,6 +151,25 @@ fn the_cli_sets_and_shows_dns_and_rates() {
         sb.socket.display()
     ));
     assert!(!ok && err.contains("bad_request"), "{err}");
+    // Ports and an egress address, then `set` changes and removes them.
+    let out = cli("add pub -p 8080:80 -p udp/5353:53 --egress 198.18.0.1 --json");
+    let ns: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(ns["ports"].as_array().map(|p| p.len()), Some(2));
+    assert_eq!(ns["egress_addr"], "198.18.0.1");
+    let shown = cli("show pub");
+    assert!(shown.contains("tcp/*:8080->80, udp/*:5353->53"), "{shown}");
+    let ns: serde_json::Value =
+        serde_json::from_str(&cli("set pub -p 9000:90 --no-egress --rate 1mbit --json")).unwrap();
+    assert_eq!(
+        ns["ports"],
+        json!([{"proto":"tcp","host_port":9000,"port":90}])
+    );
+    assert!(ns["egress_addr"].is_null());
+    assert_eq!(ns["bandwidth"]["ingress_bps"], 1_000_000);
+    let ns: serde_json::Value =
+        serde_json::from_str(&cli("set pub --no-ports --no-rate --no-nat --json")).unwrap();
+    assert!(ns["ports"].is_null() && ns["bandwidth"].is_null());
+    assert_eq!(ns["nat"], false);
 }
 
 #[test]

@@ -167,3 +167,105 @@ fn the_rule_count_is_the_same_for_one_namespace_and_two_hundred_with_forwards() 
         .map(|(_, e)| e.len());
     assert_eq!(forwards, Some(1 + 199 * 3));
 }
+
+#[test]
+fn update_adds_and_removes_each_field_and_a_refused_one_changes_nothing() {
+    let mut sb = Sandbox::new();
+    sb.sh("ip addr add 198.18.0.9/32 dev uplink0");
+    sb.sh("ip -n upstream route add 198.18.0.9/32 dev up0");
+    sb.start_echo_peer(7000);
+    let mut c = sb.client();
+    c.ok(json!({"op":"create","name":"u"}));
+    c.ok(json!({"op":"create","name":"v","ports":[{"proto":"tcp","host_port":9090,"port":80}]}));
+    listen_in(&sb, "u", 80);
+
+    // Ports: add, then traffic; the egress address: add, then traffic.
+    let ns = c.ok(json!({"op":"update","name":"u",
+        "ports":[{"proto":"tcp","host_port":8080,"port":80}],"egress_addr":"198.18.0.9"}));
+    assert_eq!(ns["ports"][0]["host_port"], 8080);
+    assert_eq!(
+        connect(&sb, "upstream", HOST, 8080).as_deref(),
+        Some(UPSTREAM_ADDR)
+    );
+    assert_eq!(sb.peer_seen_from("u", 7000).as_deref(), Some("198.18.0.9"));
+
+    // Refused updates change nothing, and the old configuration keeps working.
+    let before = sb.snapshot();
+    for (bad, code) in [
+        (
+            json!({"op":"update","name":"u","ports":[{"proto":"tcp","host_port":9090,"port":80}]}),
+            "port_in_use",
+        ),
+        (
+            json!({"op":"update","name":"u","egress_addr":"203.0.113.1"}),
+            "invalid_address",
+        ),
+        (json!({"op":"update","name":"u","nat":false}), "bad_request"),
+        (
+            json!({"op":"update","name":"u","bandwidth":{"ingress_bps":1}}),
+            "bad_request",
+        ),
+        (json!({"op":"update","name":"u"}), "bad_request"),
+        (
+            json!({"op":"update","name":"nobody","nat":true}),
+            "not_found",
+        ),
+        (
+            json!({"op":"update","name":"u","subnet":"100.64.9.0/30"}),
+            "bad_request",
+        ),
+    ] {
+        c.err(bad, code);
+    }
+    assert_eq!(sb.snapshot(), before);
+    assert_eq!(
+        connect(&sb, "upstream", HOST, 8080).as_deref(),
+        Some(UPSTREAM_ADDR)
+    );
+    assert_eq!(sb.peer_seen_from("u", 7000).as_deref(), Some("198.18.0.9"));
+
+    // A rate limit and DNS: added, then visible in the kernel and the file system.
+    let ns = c.ok(json!({"op":"update","name":"u","bandwidth":{"ingress_bps":10_000_000,"egress_bps":2_000_000},
+        "dns":{"nameservers":["9.9.9.9"]}}));
+    let host_if = ns["host_ifname"].as_str().unwrap().to_string();
+    assert!(sb
+        .sh(&format!("tc qdisc show dev {host_if}"))
+        .contains("rate 10Mbit"));
+    assert!(sb
+        .sh("ip netns exec u tc qdisc show dev eth0")
+        .contains("rate 2Mbit"));
+    assert!(sb
+        .sh("ip netns exec u cat /etc/resolv.conf")
+        .contains("nameserver 9.9.9.9"));
+    // Restart: the update is the state.
+    sb.kill_agent();
+    sb.start_agent();
+    let mut c = sb.client();
+    let again = c.ok(json!({"op":"get","name":"u"}));
+    for field in ["ports", "egress_addr", "bandwidth", "dns"] {
+        assert_eq!(again[field], ns[field], "{field}");
+    }
+
+    // Remove each with null: traffic follows.
+    let ns = c.ok(
+        json!({"op":"update","name":"u","ports":null,"egress_addr":null,
+        "bandwidth":null,"dns":null}),
+    );
+    for field in ["ports", "egress_addr", "bandwidth", "dns", "resolv_conf"] {
+        assert!(ns[field].is_null(), "{field}: {ns}");
+    }
+    assert_eq!(connect(&sb, "upstream", HOST, 8080), None);
+    assert_eq!(sb.peer_seen_from("u", 7000).as_deref(), Some(HOST));
+    assert!(!sb
+        .sh(&format!("tc qdisc show dev {host_if}"))
+        .contains("tbf"));
+    assert!(!sb.sh_status("test -e /etc/netns/u").0);
+    // NAT off: the namespace's traffic leaves untranslated (upstream cannot answer it).
+    let ns = c.ok(json!({"op":"update","name":"u","nat":false}));
+    assert_eq!(ns["nat"], false);
+    assert_eq!(sb.peer_seen_from("u", 7000), None);
+    c.ok(json!({"op":"update","name":"u","nat":true}));
+    assert_eq!(sb.peer_seen_from("u", 7000).as_deref(), Some(HOST));
+    // The port the update let go of is free for others.
+    c.ok(json!({"op":"update","name":"v","ports":[{"proto":"tcp","host_port":8080,"port":80}]}));
+}

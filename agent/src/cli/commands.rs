@@ -5,7 +5,7 @@ use super::client::Client;
 use super::error::{AgentError, CliError};
 use super::render;
 use super::{out, print_json, warn};
-use crate::cmd::{Create, Delete, Get, GetStatus, List, Op};
+use crate::cmd::{Create, Delete, Get, GetStatus, List, Op, Update};
 use crate::model::{Bandwidth, Dns, PortForward, Proto};
 use anyhow::Context;
 use clap::builder::NonEmptyStringValueParser;
@@ -71,6 +71,35 @@ pub struct AddArgs {
     pub opts: ClientOpts,
 }
 
+#[derive(Args, Debug)]
+pub struct SetArgs {
+    /// Name of the namespace.
+    pub name: String,
+    /// Masquerade the namespace's traffic.
+    #[arg(long, conflicts_with = "no_nat")]
+    pub nat: bool,
+    /// Do not masquerade the namespace's traffic.
+    #[arg(long)]
+    pub no_nat: bool,
+    /// Remove every published port.
+    #[arg(long, conflicts_with = "ports")]
+    pub no_ports: bool,
+    /// Masquerade outbound traffic again instead of SNATing it to an egress address.
+    #[arg(long, conflicts_with = "egress_addr")]
+    pub no_egress: bool,
+    /// Remove the rate limits.
+    #[arg(long, conflicts_with = "rate")]
+    pub no_rate: bool,
+    /// Remove the resolv.conf.
+    #[arg(long, conflicts_with = "nameservers")]
+    pub no_dns: bool,
+    /// New values; each replaces the old one whole (several -p: the new list of ports).
+    #[command(flatten)]
+    pub conf: ConfArgs,
+    #[command(flatten)]
+    pub opts: ClientOpts,
+}
+
 /// A namespace's configuration beyond its addresses.
 #[derive(Args, Debug)]
 pub struct ConfArgs {
@@ -107,11 +136,18 @@ fn parse_port(s: &str) -> Result<PortForward, String> {
     let (host_addr, host_port, port) = match parts[..] {
         [h, p] => (None, h, p),
         [a, h, p] => (
-            Some(a.parse().map_err(|_| format!("{a:?}: not an IPv4 address"))?),
+            Some(
+                a.parse()
+                    .map_err(|_| format!("{a:?}: not an IPv4 address"))?,
+            ),
             h,
             p,
         ),
-        _ => return Err(format!("{s:?}: expected [tcp/|udp/][HOST_ADDR:]HOST_PORT:PORT")),
+        _ => {
+            return Err(format!(
+                "{s:?}: expected [tcp/|udp/][HOST_ADDR:]HOST_PORT:PORT"
+            ))
+        }
     };
     let port_of = |p: &str| {
         p.parse::<u16>()
@@ -366,6 +402,32 @@ pub fn add(a: AddArgs) -> Result<(), CliError> {
     }
 }
 
+pub fn set(a: SetArgs) -> Result<(), CliError> {
+    /// A field to replace, to remove (`remove`) or to leave.
+    fn patch<T>(value: Option<T>, remove: bool) -> Option<Option<T>> {
+        match (value, remove) {
+            (Some(v), _) => Some(Some(v)),
+            (None, true) => Some(None),
+            (None, false) => None,
+        }
+    }
+    let c = &a.conf;
+    let update = Update {
+        name: a.name.clone(),
+        nat: (a.nat || a.no_nat).then_some(a.nat),
+        ports: patch((!c.ports.is_empty()).then(|| c.ports.clone()), a.no_ports),
+        egress_addr: patch(c.egress_addr, a.no_egress),
+        bandwidth: patch(c.bandwidth(), a.no_rate),
+        dns: patch(c.dns(), a.no_dns),
+    };
+    let ns = Client::connect(&a.opts.target.socket)?.call(&update)?;
+    if a.opts.json {
+        print_json(&ns)
+    } else {
+        out(&render::namespace_details(&ns))
+    }
+}
+
 pub fn del(a: DelArgs) -> Result<(), CliError> {
     let mut client = Client::connect(&a.opts.target.socket)?;
     let names: Vec<String> = match &a.prefix {
@@ -504,7 +566,10 @@ mod tests {
     #[test]
     fn ports_read_like_docker() {
         let p = parse_port("8080:80").unwrap();
-        assert_eq!((p.proto, p.host_port, p.port, p.host_addr), (Proto::Tcp, 8080, 80, None));
+        assert_eq!(
+            (p.proto, p.host_port, p.port, p.host_addr),
+            (Proto::Tcp, 8080, 80, None)
+        );
         let p = parse_port("udp/5353:53").unwrap();
         assert_eq!((p.proto, p.host_port, p.port), (Proto::Udp, 5353, 53));
         let p = parse_port("tcp/198.18.0.1:8443:443").unwrap();

@@ -37,6 +37,8 @@ enum Cmd {
     Run(RunArgs),
     /// Create a namespace, or --count of them.
     Add(commands::AddArgs),
+    /// Change a namespace's NAT, ports, egress address, rate limits or DNS.
+    Set(commands::SetArgs),
     /// Delete namespaces by name, or every one whose name has a --prefix.
     Del(commands::DelArgs),
     /// List the namespaces.
@@ -71,6 +73,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     match cli.cmd {
         Cmd::Run(args) => run_agent(args),
         Cmd::Add(a) => commands::add(a),
+        Cmd::Set(a) => commands::set(a),
         Cmd::Del(a) => commands::del(a),
         Cmd::List(a) => commands::list(a),
         Cmd::Show(a) => commands::show(a),

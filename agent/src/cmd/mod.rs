@@ -11,6 +11,7 @@ mod get;
 mod list;
 mod ping;
 mod status;
+mod update;
 
 pub use create::Create;
 pub use delete::{Delete, Deleted};
@@ -18,6 +19,7 @@ pub use get::Get;
 pub use list::{List, NamespaceList};
 pub use ping::{Ping, Pong};
 pub use status::{GetStatus, PoolStatus, Status};
+pub use update::{ConfPatch, Patch, Update};
 
 use crate::model::NamespaceSpec;
 use crate::protocol::{ApiError, ErrorCode, Limits};
@@ -44,6 +46,7 @@ pub enum Request {
     Get { name: String },
     List,
     Status,
+    Update { name: String, patch: ConfPatch },
 }
 
 impl Request {
@@ -60,6 +63,7 @@ impl Request {
         match self {
             Request::Create(spec) => Some(&spec.name),
             Request::Delete { name } => Some(name),
+            Request::Update { name, .. } => Some(name),
             _ => None,
         }
     }
@@ -78,13 +82,14 @@ pub enum Response {
 
 /// Every op: its name and how its fields are decoded and validated.
 type Decoder = fn(Map<String, Value>, Limits) -> Result<Request, ApiError>;
-pub const OPS: [(&str, Decoder); 6] = [
+pub const OPS: [(&str, Decoder); 7] = [
     (Ping::NAME, decode::<Ping>),
     (Create::NAME, decode::<Create>),
     (Delete::NAME, decode::<Delete>),
     (Get::NAME, decode::<Get>),
     (List::NAME, decode::<List>),
     (GetStatus::NAME, decode::<GetStatus>),
+    (Update::NAME, decode::<Update>),
 ];
 
 fn decode<O: Op>(fields: Map<String, Value>, limits: Limits) -> Result<Request, ApiError> {

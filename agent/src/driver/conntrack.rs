@@ -5,6 +5,7 @@
 //! The kernel's flush cannot filter by address, so this dumps the table once per batch and
 //! deletes the matching entries by their original tuple, pipelined on one socket.
 
+use super::Conns;
 use crate::netlink::NetlinkError;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 use std::collections::HashSet;
@@ -18,6 +19,9 @@ const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
 const CTA_ZONE: u16 = 18;
 const CTA_TUPLE_IP: u16 = 1;
+const CTA_TUPLE_PROTO: u16 = 2;
+const CTA_PROTO_NUM: u16 = 1;
+const CTA_PROTO_SRC_PORT: u16 = 2;
 const CTA_IP_V4_SRC: u16 = 1;
 const CTA_IP_V4_DST: u16 = 2;
 const CTA_IP_V6_SRC: u16 = 3;
@@ -61,16 +65,22 @@ impl Conntrack {
         })
     }
 
-    /// Deletes every entry whose original or reply tuple has one of `addrs` as source or
-    /// destination. Returns how many were deleted.
-    pub fn forget(&mut self, addrs: &[IpAddr]) -> Result<usize, NetlinkError> {
-        if addrs.is_empty() {
+    /// Deletes every entry that matches one of `conns`: [`Conns::Of`] an address in its
+    /// original or reply tuple, as source or destination; [`Conns::To`] a service, as the
+    /// source of its reply tuple. Returns how many were deleted.
+    pub fn forget(&mut self, conns: &[Conns]) -> Result<usize, NetlinkError> {
+        if conns.is_empty() {
             return Ok(0);
         }
-        let wanted: HashSet<IpAddr> = addrs.iter().copied().collect();
+        let addrs: Vec<IpAddr> = conns
+            .iter()
+            .map(|c| match c {
+                Conns::Of(a) | Conns::To { addr: a, .. } => *a,
+            })
+            .collect();
         let mut doomed = vec![];
-        for family in families(addrs) {
-            doomed.extend(self.dump(family, &wanted)?);
+        for family in families(&addrs) {
+            doomed.extend(self.dump(family, conns)?);
         }
         self.delete(&doomed)
     }
@@ -89,7 +99,7 @@ impl Conntrack {
         (m, self.seq)
     }
 
-    fn dump(&mut self, family: u8, wanted: &HashSet<IpAddr>) -> Result<Vec<Entry>, NetlinkError> {
+    fn dump(&mut self, family: u8, wanted: &[Conns]) -> Result<Vec<Entry>, NetlinkError> {
         let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
         let (req, seq) = self.message(IPCTNL_MSG_CT_GET, flags, family, &[]);
         self.sock.send(&req, 0).map_err(io_err)?;
@@ -220,49 +230,74 @@ fn error_of(body: &[u8]) -> i32 {
         .map_or(0, |b| -i32::from_ne_bytes(b))
 }
 
-/// The addresses of a tuple (CTA_TUPLE_ORIG or CTA_TUPLE_REPLY).
-fn tuple_addrs(tuple: &[u8]) -> Vec<IpAddr> {
-    let mut out = vec![];
-    for (ty, ip) in attrs(tuple) {
-        if ty != CTA_TUPLE_IP {
-            continue;
-        }
-        for (t, v) in attrs(ip) {
-            match t {
-                CTA_IP_V4_SRC | CTA_IP_V4_DST => {
-                    if let Ok(b) = <[u8; 4]>::try_from(v) {
-                        out.push(IpAddr::V4(Ipv4Addr::from(b)));
-                    }
-                }
-                CTA_IP_V6_SRC | CTA_IP_V6_DST => {
-                    if let Ok(b) = <[u8; 16]>::try_from(v) {
-                        out.push(IpAddr::V6(Ipv6Addr::from(b)));
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    out
+/// A tuple (CTA_TUPLE_ORIG or CTA_TUPLE_REPLY): source, destination, protocol, source port.
+#[derive(Default)]
+struct Tuple {
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    proto: Option<u8>,
+    src_port: Option<u16>,
 }
 
-/// The entry in a dumped message, if it involves one of `wanted`.
-fn entry(body: &[u8], wanted: &HashSet<IpAddr>) -> Option<Entry> {
+impl Tuple {
+    fn parse(tuple: &[u8]) -> Tuple {
+        let mut t = Tuple::default();
+        let v4 = |v: &[u8]| {
+            <[u8; 4]>::try_from(v)
+                .ok()
+                .map(|b| IpAddr::V4(Ipv4Addr::from(b)))
+        };
+        let v6 = |v: &[u8]| {
+            <[u8; 16]>::try_from(v)
+                .ok()
+                .map(|b| IpAddr::V6(Ipv6Addr::from(b)))
+        };
+        for (ty, nested) in attrs(tuple) {
+            for (k, v) in attrs(nested) {
+                match (ty, k) {
+                    (CTA_TUPLE_IP, CTA_IP_V4_SRC) => t.src = v4(v),
+                    (CTA_TUPLE_IP, CTA_IP_V4_DST) => t.dst = v4(v),
+                    (CTA_TUPLE_IP, CTA_IP_V6_SRC) => t.src = v6(v),
+                    (CTA_TUPLE_IP, CTA_IP_V6_DST) => t.dst = v6(v),
+                    (CTA_TUPLE_PROTO, CTA_PROTO_NUM) => t.proto = v.first().copied(),
+                    (CTA_TUPLE_PROTO, CTA_PROTO_SRC_PORT) => {
+                        t.src_port = <[u8; 2]>::try_from(v).ok().map(u16::from_be_bytes)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        t
+    }
+
+    fn has(&self, a: IpAddr) -> bool {
+        self.src == Some(a) || self.dst == Some(a)
+    }
+}
+
+/// The entry in a dumped message, if one of `wanted` matches it.
+fn entry(body: &[u8], wanted: &[Conns]) -> Option<Entry> {
     let family = *body.first()?;
     let mut orig = None;
     let mut zone = None;
-    let mut hit = false;
+    let (mut o, mut r) = (Tuple::default(), Tuple::default());
     for (ty, v) in attrs(body.get(4..)?) {
         match ty {
             CTA_TUPLE_ORIG => {
-                hit |= tuple_addrs(v).iter().any(|a| wanted.contains(a));
+                o = Tuple::parse(v);
                 orig = Some(v.to_vec());
             }
-            CTA_TUPLE_REPLY => hit |= tuple_addrs(v).iter().any(|a| wanted.contains(a)),
+            CTA_TUPLE_REPLY => r = Tuple::parse(v),
             CTA_ZONE => zone = Some(v.to_vec()),
             _ => {}
         }
     }
+    let hit = wanted.iter().any(|w| match *w {
+        Conns::Of(a) => o.has(a) || r.has(a),
+        Conns::To { addr, proto, port } => {
+            r.src == Some(addr) && r.proto == Some(proto) && r.src_port == Some(port)
+        }
+    });
     hit.then_some(Entry {
         family,
         orig: orig?,
@@ -293,7 +328,7 @@ mod tests {
     #[test]
     fn entries_match_on_any_address_of_either_tuple() {
         let ns: IpAddr = "100.64.0.2".parse().unwrap();
-        let wanted: HashSet<IpAddr> = [ns].into();
+        let wanted = [Conns::Of(ns)];
         let (a, up, host) = ([100, 64, 0, 2], [198, 18, 0, 2], [198, 18, 0, 1]);
         // Outbound, masqueraded: the namespace is the original source.
         let out = message((a, up), (up, host));

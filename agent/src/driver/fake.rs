@@ -23,7 +23,7 @@ pub struct Fake {
     /// Sleep this long in every create (to fill the queue in backpressure tests).
     pub create_delay: std::time::Duration,
     /// Addresses whose connections the executor asked to forget, in order.
-    pub forgotten: Vec<std::net::IpAddr>,
+    pub forgotten: Vec<super::Conns>,
     /// The host's own addresses.
     pub local: HashSet<std::net::Ipv4Addr>,
 }
@@ -113,7 +113,17 @@ impl Driver for Fake {
         self.local.contains(&addr)
     }
 
-    fn forget(&mut self, addrs: &[std::net::IpAddr]) {
-        self.forgotten.extend_from_slice(addrs);
+    fn forget(&mut self, conns: &[super::Conns]) {
+        self.forgotten.extend_from_slice(conns);
+    }
+
+    fn update(&mut self, _old: &Namespace, new: &Namespace) -> Result<(), DriverError> {
+        if self.fail_netlink.contains(&new.name) {
+            return Err(DriverError::Netlink {
+                step: "limit ingress rate",
+                source: NetlinkError::errno(libc::EINVAL),
+            });
+        }
+        Ok(())
     }
 }

@@ -3,8 +3,8 @@
 
 use super::conntrack::Conntrack;
 use super::requests::{self, Ipv6Links, Step};
-use super::{CreateFailure, Driver, DriverError, EtcNetns, Gone};
-use crate::model::Namespace;
+use super::{Conns, CreateFailure, Driver, DriverError, EtcNetns, Gone};
+use crate::model::{Namespace, PEER_IFINDEX};
 use crate::netlink::{LinkEvent, LinkEvents, NetlinkError, Request, Rtnl};
 use crate::netns::{NetnsDir, NewNetns};
 use metrics::Metrics;
@@ -56,6 +56,7 @@ fn kind(msg: &RouteNetlinkMessage) -> &'static str {
         RouteNetlinkMessage::NewRoute(_) => "newroute",
         RouteNetlinkMessage::NewNeighbour(_) => "newneigh",
         RouteNetlinkMessage::NewQueueDiscipline(_) => "newqdisc",
+        RouteNetlinkMessage::DelQueueDiscipline(_) => "delqdisc",
         _ => "other",
     }
 }
@@ -125,6 +126,50 @@ impl KernelDriver {
     /// The nft socket, for whole-table transactions (start-up, benchmarks).
     pub fn nft_socket(&mut self) -> &mut NftSocket {
         &mut self.nft
+    }
+
+    /// What an update changes outside the nft table: the host veth's mark, the rate limits on
+    /// both veth ends, the resolv.conf.
+    fn reconfigure(&mut self, old: &Namespace, new: &Namespace) -> Result<(), DriverError> {
+        let rate = |ns: &Namespace, ingress: bool| {
+            ns.conf
+                .bandwidth
+                .and_then(|b| if ingress { b.ingress_bps } else { b.egress_bps })
+        };
+        let mut host = vec![];
+        if old.conf.nat != new.conf.nat {
+            let mark = requests::mark(new);
+            host.push((mark, "mark host veth"));
+        }
+        for r in super::tc::change(new.host_ifindex, rate(old, true), rate(new, true)) {
+            host.push((r, "limit ingress rate"));
+        }
+        if let Some(Err(e)) = send(&self.metrics, &mut self.host, host)
+            .into_iter()
+            .find(Result::is_err)
+        {
+            return Err(e);
+        }
+        let inside: Vec<Step> = super::tc::change(PEER_IFINDEX, rate(old, false), rate(new, false))
+            .into_iter()
+            .map(|r| (r, "limit egress rate"))
+            .collect();
+        if !inside.is_empty() {
+            let m = self.metrics.clone();
+            let sent = self
+                .netns
+                .inspect(&new.name, |rtnl| Ok(send(&m, rtnl, inside)))?;
+            if let Some(Err(e)) = sent.into_iter().find(Result::is_err) {
+                return Err(e);
+            }
+        }
+        if old.conf.dns != new.conf.dns {
+            match &new.conf.dns {
+                Some(dns) => self.etc.write(&new.name, dns).map_err(DriverError::Etc)?,
+                None => self.etc.remove(&new.name),
+            }
+        }
+        Ok(())
     }
 
     /// Makes each namespace's netns and builds its host requests.
@@ -288,6 +333,17 @@ impl Driver for KernelDriver {
         }
     }
 
+    fn update(&mut self, old: &Namespace, new: &Namespace) -> Result<(), DriverError> {
+        let r = self.reconfigure(old, new);
+        if r.is_err() {
+            // Best effort back to where it was; the first error is the one to report.
+            if let Err(e) = self.reconfigure(new, old) {
+                tracing::error!(name = %old.name, error = %e, "undoing a failed update");
+            }
+        }
+        r
+    }
+
     fn is_local(&mut self, addr: std::net::Ipv4Addr) -> bool {
         match self.host.addresses() {
             Ok(all) => all.values().flatten().any(|(a, _)| *a == addr),
@@ -298,8 +354,8 @@ impl Driver for KernelDriver {
         }
     }
 
-    fn forget(&mut self, addrs: &[std::net::IpAddr]) {
-        match self.conntrack.forget(addrs) {
+    fn forget(&mut self, conns: &[Conns]) {
+        match self.conntrack.forget(conns) {
             Ok(n) => {
                 if n > 0 {
                     tracing::debug!(entries = n, "forgot the connections of deleted namespaces");

@@ -112,9 +112,25 @@ pub trait Driver {
     /// Whether `addr` is one of the host's own addresses (an egress address or a published
     /// port's host address must be).
     fn is_local(&mut self, addr: Ipv4Addr) -> bool;
-    /// Deletes every conntrack entry that involves one of `addrs` (addresses of namespaces
-    /// that are gone), so that the next user of an address starts clean.
-    fn forget(&mut self, addrs: &[std::net::IpAddr]);
+    /// Deletes the conntrack entries of connections that no longer have a namespace or a
+    /// published port to go to, so that the next user of an address starts clean.
+    fn forget(&mut self, conns: &[Conns]);
+    /// Changes a live namespace from `old` to `new` outside the nft table (its mark, rate
+    /// limits, resolv.conf). On failure it has put back what it changed.
+    fn update(&mut self, old: &Namespace, new: &Namespace) -> Result<(), DriverError>;
+}
+
+/// Connections to forget (their conntrack entries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conns {
+    /// Every connection that involves the address, either way.
+    Of(std::net::IpAddr),
+    /// Connections to `addr:port` over `proto` (as their replies show: from that service).
+    To {
+        addr: std::net::IpAddr,
+        proto: u8,
+        port: u16,
+    },
 }
 
 /// A namespace's set and map elements: how it appears in the agent's table.

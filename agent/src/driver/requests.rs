@@ -198,6 +198,15 @@ pub fn disable_ipv6(ifname: &str) {
     }
 }
 
+/// Sets the host veth's ownership mark (it says whether the namespace has NAT).
+pub fn mark(ns: &Namespace) -> Request {
+    Request::change(RouteNetlinkMessage::SetLink(
+        link_set(ns.host_ifindex)
+            .alias(ns.mark().to_string())
+            .build(),
+    ))
+}
+
 /// A request to delete a link by index.
 pub fn delete_link(ifindex: u32) -> Request {
     let mut msg = LinkMessage::default();

@@ -32,6 +32,32 @@ pub fn shape(bps: u64) -> (u64, u32, u32) {
 
 /// `tc qdisc add dev IFINDEX root tbf rate BPS …`.
 pub fn add(ifindex: u32, bps: u64) -> Request {
+    Request::create(RouteNetlinkMessage::NewQueueDiscipline(tbf(ifindex, bps)))
+}
+
+/// `tc qdisc replace dev IFINDEX root tbf rate BPS …`.
+pub fn replace(ifindex: u32, bps: u64) -> Request {
+    Request::replace(RouteNetlinkMessage::NewQueueDiscipline(tbf(ifindex, bps)))
+}
+
+/// `tc qdisc del dev IFINDEX root`: back to the device's default.
+pub fn delete(ifindex: u32) -> Request {
+    let mut msg = TcMessage::with_index(ifindex as i32);
+    msg.header.parent = TcHandle::ROOT;
+    Request::change(RouteNetlinkMessage::DelQueueDiscipline(msg))
+}
+
+/// The steps that take a root qdisc from the `old` limit to the `new` one.
+pub fn change(ifindex: u32, old: Option<u64>, new: Option<u64>) -> Vec<Request> {
+    match (old, new) {
+        (a, b) if a == b => vec![],
+        (_, Some(bps)) => vec![replace(ifindex, bps)],
+        (Some(_), None) => vec![delete(ifindex)],
+        (None, None) => vec![],
+    }
+}
+
+fn tbf(ifindex: u32, bps: u64) -> TcMessage {
     let (rate, burst, limit) = shape(bps);
     let mut qopt = vec![0u8; QOPT_LEN];
     // rate: cell_log 0, linklayer, overhead 0, cell_align 0, mpu 0, rate (u32, saturated).
@@ -53,7 +79,7 @@ pub fn add(ifindex: u32, bps: u64) -> Request {
     msg.header.parent = TcHandle::ROOT;
     msg.attributes.push(TcAttribute::Kind(KIND.into()));
     msg.attributes.push(TcAttribute::Options(opts));
-    Request::create(RouteNetlinkMessage::NewQueueDiscipline(msg))
+    msg
 }
 
 /// The rate (bits/s) of every root tbf qdisc of the socket's namespace, by ifindex.

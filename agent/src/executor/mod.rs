@@ -5,8 +5,8 @@
 
 mod reservations;
 
-use crate::cmd::{Deleted, NamespaceList, Pong, PoolStatus, Request, Response, Status};
-use crate::driver::{self, CreateFailure, Driver, DriverError, Gone};
+use crate::cmd::{ConfPatch, Deleted, NamespaceList, Pong, PoolStatus, Request, Response, Status};
+use crate::driver::{self, Conns, CreateFailure, Driver, DriverError, Gone};
 use crate::model::{Conf, Dirs, Namespace, NamespaceSpec};
 use crate::pool::Pool;
 use crate::protocol::{ApiError, ErrorCode, Reply};
@@ -82,20 +82,32 @@ struct Planned {
     reply: oneshot::Sender<Reply>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Change {
     Create,
     Delete,
+    /// From the namespace as it was (`Planned::ns` is the namespace as it will be).
+    Update(Box<Namespace>),
 }
 
 impl Planned {
     /// This command's group of the batch's nft transaction.
     fn elem_ops(&self, netlink_ok: bool) -> Vec<ElemOp> {
         let elems = driver::elems(&self.ns).into_iter();
-        match self.change {
+        match &self.change {
             Change::Create if netlink_ok => elems.map(ElemOp::Add).collect(),
             Change::Create => vec![],
             Change::Delete => elems.map(ElemOp::Del).collect(),
+            Change::Update(old) if netlink_ok => {
+                let before = driver::elems(old);
+                let after: Vec<nft::Elem> = elems.collect();
+                // Removals first: an egress address that changes is a delete and an add of
+                // one key.
+                let gone = before.iter().filter(|e| !after.contains(e)).cloned();
+                let new = after.iter().filter(|e| !before.contains(e)).cloned();
+                gone.map(ElemOp::Del).chain(new.map(ElemOp::Add)).collect()
+            }
+            Change::Update(_) => vec![],
         }
     }
 }
@@ -267,6 +279,17 @@ impl<D: Driver> Executor<D> {
                 }
                 None => answer(job.reply, Err(not_found(&name))),
             },
+            Request::Update { name, patch } => match self.plan_update(&name, &patch) {
+                Ok((old, new)) => {
+                    self.held.hold_ports(&new);
+                    return Some(Planned {
+                        change: Change::Update(Box::new(old)),
+                        ns: new,
+                        reply: job.reply,
+                    });
+                }
+                Err(e) => answer(job.reply, Err(e)),
+            },
             Request::Create(spec) => match self.plan_create(&spec) {
                 Ok(ns) => {
                     self.held.hold(&ns);
@@ -309,6 +332,27 @@ impl<D: Driver> Executor<D> {
             ));
         }
         Ok(ns)
+    }
+
+    /// The namespace before and after an update, if the result is acceptable.
+    fn plan_update(
+        &mut self,
+        name: &str,
+        patch: &ConfPatch,
+    ) -> Result<(Namespace, Namespace), ApiError> {
+        let old = self
+            .live
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))?;
+        let conf = patch
+            .apply(&old.conf)
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+        self.check_host_side(name, &conf)?;
+        let mut new = old.clone();
+        new.resolv_conf = conf.dns.as_ref().map(|_| self.info.dirs.resolv_conf(name));
+        new.conf = conf;
+        Ok((old, new))
     }
 
     /// What a configuration asks of the host: its own addresses, ports nobody else publishes.
@@ -356,7 +400,15 @@ impl<D: Driver> Executor<D> {
                     let address = p.ns.address;
                     let r = self.settle_delete(p.ns, nf);
                     if r.is_ok() {
-                        gone.push(address.into());
+                        gone.push(Conns::Of(address.into()));
+                    }
+                    r
+                }
+                Change::Update(old) => {
+                    let stale = stale_connections(&old, &p.ns);
+                    let r = self.settle_update(*old, p.ns, nl, nf);
+                    if r.is_ok() {
+                        gone.extend(stale);
                     }
                     r
                 }
@@ -382,14 +434,51 @@ impl<D: Driver> Executor<D> {
         let mut created = self.driver.create(&creates).into_iter();
         planned
             .iter()
-            .map(|p| match p.change {
+            .map(|p| match &p.change {
                 Change::Create => created.next().unwrap_or(Err(CreateFailure {
                     error: DriverError::Bug("driver returned too few results"),
                     link_created: false,
                 })),
                 Change::Delete => Ok(()),
+                Change::Update(old) => {
+                    self.driver
+                        .update(old, &p.ns)
+                        .map_err(|error| CreateFailure {
+                            error,
+                            link_created: false,
+                        })
+                }
             })
             .collect()
+    }
+
+    fn settle_update(
+        &mut self,
+        old: Namespace,
+        new: Namespace,
+        netlink: Result<(), CreateFailure>,
+        nft: Result<(), GroupError>,
+    ) -> Reply {
+        let refused = match (netlink, nft) {
+            (Ok(()), Ok(())) => None,
+            (Ok(()), Err(e)) => {
+                // The kernel side was changed: put it back as it was.
+                if let Err(back) = self.driver.update(&new, &old) {
+                    tracing::error!(name = %old.name, error = %back, "rolling back an update");
+                }
+                Some(DriverError::from(e))
+            }
+            (Err(f), _) => Some(f.error),
+        };
+        if let Some(e) = refused {
+            tracing::info!(name = %old.name, error = %e, "update refused; the namespace is unchanged");
+            self.held.release_ports(&new);
+            return Err(e.into());
+        }
+        self.held.release_ports(&old);
+        self.elements += driver::elems(&new).len() as i64 - driver::elems(&old).len() as i64;
+        self.live.insert(new.name.clone(), new.clone());
+        Ok(Response::Namespace(new))
     }
 
     fn settle_create(
@@ -461,7 +550,7 @@ impl<D: Driver> Executor<D> {
             tracing::warn!(name, error = %e, "removing elements of an externally deleted namespace");
         }
         self.driver.remove(&ns);
-        self.driver.forget(&[ns.address.into()]);
+        self.driver.forget(&[Conns::Of(ns.address.into())]);
         if link_gone {
             self.held.release(ns.subnet, &ns.host_ifname);
         } else {
@@ -580,6 +669,29 @@ impl<D: Driver> Executor<D> {
             batch_sizes: self.batch_sizes.report(),
         }
     }
+}
+
+/// The connections an update leaves stale: every one of the namespace's when its NAT changes
+/// (their translation no longer holds), those of a published port that is gone.
+fn stale_connections(old: &Namespace, new: &Namespace) -> Vec<Conns> {
+    if old.conf.nat != new.conf.nat || old.conf.egress_addr != new.conf.egress_addr {
+        return vec![Conns::Of(new.address.into())];
+    }
+    old.conf
+        .ports
+        .iter()
+        .filter(|p| {
+            !new.conf
+                .ports
+                .iter()
+                .any(|q| q.proto == p.proto && q.port == p.port)
+        })
+        .map(|p| Conns::To {
+            addr: new.address.into(),
+            proto: p.proto.number(),
+            port: p.port,
+        })
+        .collect()
 }
 
 /// Addresses in one of the pool's subnets.

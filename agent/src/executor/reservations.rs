@@ -93,6 +93,12 @@ impl Reservations {
         self.subnets.insert(ns.subnet.start(), ns.subnet.end());
         self.pool.mark(ns.subnet);
         self.host_ifnames.insert(ns.host_ifname.clone());
+        self.hold_ports(ns);
+    }
+
+    /// Holds the published ports of `ns` (once more, if it already holds some of them: an
+    /// update holds the new ones before it lets go of the old).
+    pub fn hold_ports(&mut self, ns: &Namespace) {
         for p in &ns.conf.ports {
             self.ports
                 .entry((p.proto, p.host_port))
@@ -120,7 +126,12 @@ impl Reservations {
     pub fn release_ports(&mut self, ns: &Namespace) {
         for p in &ns.conf.ports {
             if let Some(v) = self.ports.get_mut(&(p.proto, p.host_port)) {
-                v.retain(|(addr, owner)| !(owner == &ns.name && *addr == p.host_addr));
+                if let Some(i) = v
+                    .iter()
+                    .position(|(addr, owner)| owner == &ns.name && *addr == p.host_addr)
+                {
+                    v.swap_remove(i);
+                }
                 if v.is_empty() {
                     self.ports.remove(&(p.proto, p.host_port));
                 }

@@ -209,6 +209,6 @@ fn a_delete_forgets_its_address_before_it_is_answered() {
     assert_eq!(code(&mut rx[0]), "ok");
     assert_eq!(
         ex.driver.forgotten,
-        vec![std::net::IpAddr::from(ns.address)]
+        vec![crate::driver::Conns::Of(ns.address.into())]
     );
 }
