@@ -83,6 +83,7 @@ fn run_phase(phase: &str, opts: &Opts) -> anyhow::Result<()> {
         "shell" => methods::shell(opts)?,
         "flat-nsagent" => methods::flat_nsagent(opts)?,
         "flat-floor" => methods::flat_floor(opts)?,
+        "features" => methods::features(opts)?,
         other => bail!("unknown phase {other}"),
     };
     println!("RESULT {}", serde_json::to_string(&result)?);
@@ -165,6 +166,8 @@ fn orchestrate(opts: Opts) -> anyhow::Result<()> {
             "flat" => {}
             // The agent alone at scale (e.g. `--flat 10000` for its memory at 10,000).
             "flat-nsagent" => run("flat_nsagent", "flat-nsagent", &mut results)?,
+            // Creates with 2 published ports and a rate limit vs plain ones, one agent.
+            "features" => run("features", "features", &mut results)?,
             other => bail!("unknown method {other}"),
         }
     }
@@ -225,6 +228,19 @@ fn print_table(report: &Value) {
         );
     }
     println!("* deletes/s: until the kernel has removed every link of the method.");
+    let x = &r["features"];
+    if !x.is_null() {
+        println!(
+            "features: plain {:.0} creates/s ({} rules), with 2 published ports + a rate limit {:.0} creates/s ({} rules) = {:.2}x plain (plain before and after: {:.0}, {:.0})",
+            f(&x["plain_creates_per_s"]),
+            x["plain_rules"],
+            f(&x["featured_creates_per_s"]),
+            x["featured_rules"],
+            f(&x["ratio"]),
+            f(&x["plain_runs"][0]),
+            f(&x["plain_runs"][1]),
+        );
+    }
     let a = &r["nsagent"];
     for b in ["ipbatch", "shell"] {
         if !a.is_null() && !r[b].is_null() {

@@ -546,3 +546,61 @@ pub fn shell(opts: &Opts) -> anyhow::Result<Value> {
         "check": format!("{checked}/{n}"),
     }))
 }
+
+/// Rules in the agent's table (nft as the oracle).
+fn rule_count() -> anyhow::Result<usize> {
+    let out = Command::new("nft")
+        .args(["-j", "list", "table", "inet", "nsagent"])
+        .output()?;
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    Ok(v["nftables"]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|i| i.get("rule").is_some()).count()))
+}
+
+/// Creates with two published ports and a rate limit each, against plain creates on the same
+/// agent: plain, featured, plain (the featured run is compared with the mean of the plain ones
+/// around it, so that drift does not favour either).
+pub fn features(opts: &Opts) -> anyhow::Result<Value> {
+    let links0 = link_count()?;
+    let _agent = Agent::start(opts)?;
+    let round = |label: &str, featured: bool| -> anyhow::Result<(f64, usize)> {
+        let names: Vec<String> = (0..opts.n).map(|i| format!("{label}{i}")).collect();
+        let mut per = split(&names, opts.clients, "create");
+        if featured {
+            let mut i = 0u32;
+            for reqs in &mut per {
+                for r in reqs {
+                    let port = 10000 + 2 * i;
+                    r["ports"] = json!([
+                        {"proto": "tcp", "host_port": port, "port": 80},
+                        {"proto": "tcp", "host_port": port + 1, "port": 443},
+                    ]);
+                    r["bandwidth"] =
+                        json!({"ingress_bps": 100_000_000u64, "egress_bps": 100_000_000u64});
+                    i += 1;
+                }
+            }
+        }
+        let d = drive(per, opts.window)?;
+        ensure_ok(&d, "creates")?;
+        let rules = rule_count()?;
+        let del = drive(split(&names, opts.clients, "delete"), opts.window)?;
+        ensure_ok(&del, "deletes")?;
+        wait_links(links0, FREE_LIMIT)?;
+        Ok((opts.n as f64 / d.elapsed.as_secs_f64(), rules))
+    };
+    let (p1, plain_rules) = round("p", false)?;
+    let (fe, featured_rules) = round("f", true)?;
+    let (p2, _) = round("q", false)?;
+    let plain = (p1 + p2) / 2.0;
+    Ok(json!({
+        "n": opts.n,
+        "plain_runs": [p1, p2],
+        "plain_creates_per_s": plain,
+        "featured_creates_per_s": fe,
+        "ratio": fe / plain,
+        "plain_rules": plain_rules,
+        "featured_rules": featured_rules,
+    }))
+}
