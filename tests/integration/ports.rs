@@ -246,11 +246,30 @@ fn update_adds_and_removes_each_field_and_a_refused_one_changes_nothing() {
         assert_eq!(again[field], ns[field], "{field}");
     }
 
-    // Remove each with null: traffic follows.
-    let ns = c.ok(
-        json!({"op":"update","name":"u","ports":null,"egress_addr":null,
-        "bandwidth":null,"dns":null}),
+    // Remove each with null: traffic follows, and the removed port's connections are
+    // forgotten (the one made here is still tracked until then).
+    assert!(connect(&sb, "upstream", HOST, 8080).is_some());
+    let tracked = |sb: &Sandbox| {
+        sb.sh_status("conntrack -L -p tcp --orig-port-dst 8080 2>/dev/null")
+            .1
+            .lines()
+            .filter(|l| l.contains("dport=8080"))
+            .count()
+    };
+    assert!(tracked(&sb) > 0);
+    c.ok(json!({"op":"update","name":"u","ports":null}));
+    assert_eq!(
+        tracked(&sb),
+        0,
+        "connections to the removed port are forgotten"
     );
+    // ... and only those: the egress connection made above is still tracked.
+    assert!(sb
+        .sh_status("conntrack -L 2>/dev/null")
+        .1
+        .contains("dport=7000"));
+    let ns = c.ok(json!({"op":"update","name":"u","egress_addr":null,
+        "bandwidth":null,"dns":null}));
     for field in ["ports", "egress_addr", "bandwidth", "dns", "resolv_conf"] {
         assert!(ns[field].is_null(), "{field}: {ns}");
     }
