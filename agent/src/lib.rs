@@ -24,7 +24,7 @@ mod netlink;
 mod netns;
 mod pool;
 
-pub use pool::Pool;
+pub use pool::{Pool, Pool6};
 
 #[cfg(test)]
 mod tests {

@@ -17,7 +17,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -275,6 +275,43 @@ impl Rtnl {
             }
         }
         Ok(out)
+    }
+
+    /// IPv6 addresses by ifindex: (address, prefix length).
+    pub fn addresses6(&mut self) -> Result<HashMap<u32, Vec<(Ipv6Addr, u8)>>, NetlinkError> {
+        let mut req = AddressMessage::default();
+        req.header.family = AddressFamily::Inet6;
+        let mut out: HashMap<u32, Vec<(Ipv6Addr, u8)>> = HashMap::new();
+        for m in self.dump(RouteNetlinkMessage::GetAddress(req))? {
+            if let RouteNetlinkMessage::NewAddress(a) = m {
+                for attr in &a.attributes {
+                    if let AddressAttribute::Address(IpAddr::V6(ip)) = attr {
+                        out.entry(a.header.index)
+                            .or_default()
+                            .push((*ip, a.header.prefix_len));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The gateway of the main table's IPv6 default route, if any.
+    pub fn default_gateway6(&mut self) -> Result<Option<Ipv6Addr>, NetlinkError> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = AddressFamily::Inet6;
+        for m in self.dump(RouteNetlinkMessage::GetRoute(req))? {
+            if let RouteNetlinkMessage::NewRoute(r) = m {
+                if r.header.destination_prefix_length == 0 && r.header.table == MAIN_TABLE {
+                    for a in &r.attributes {
+                        if let RouteAttribute::Gateway(RouteAddress::Inet6(g)) = a {
+                            return Ok(Some(*g));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The main table's IPv4 default route, if any.

@@ -231,6 +231,15 @@ impl NetnsDir {
     }
 }
 
+/// Lets one interface forward IPv6, and only it (`force_forwarding`, kernel 6.17+), instead of the
+/// host-wide `conf/all/forwarding`. procfs is the kernel's only switch for this.
+pub fn force_ipv6_forwarding(ifname: &str) -> std::io::Result<()> {
+    std::fs::write(
+        format!("/proc/sys/net/ipv6/conf/{ifname}/force_forwarding"),
+        b"1",
+    )
+}
+
 /// Turns on IPv4 forwarding in the agent's namespace. procfs is the kernel's only interface for
 /// this switch (no netlink message sets it).
 pub fn enable_ipv4_forwarding() -> std::io::Result<()> {

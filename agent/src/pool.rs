@@ -1,19 +1,91 @@
-//! The address pool: fixed-size subnets carved from one CIDR, tracked in a bitmap.
+//! The address pools: fixed-size subnets carved from one CIDR per family, tracked in a bitmap.
 //! Allocation scans from a rotating cursor one 64-slot word at a time, so it costs O(1)
 //! amortised whatever the number of live namespaces, and freed subnets are reused last
 //! (the cursor moves on), which keeps a just-deleted subnet cold for as long as possible.
 
-use crate::model::Subnet;
-use std::net::Ipv4Addr;
+use crate::model::{Subnet, Subnet6};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
+/// Most slots a pool tracks: 16M is more than any host runs (2 MiB of bitmap).
+const MAX_SLOT_BITS: u8 = 24;
+
+/// The bitmap: which slots are used, and where the next search starts.
 #[derive(Debug)]
-pub struct Pool {
-    base: Subnet,
-    slot_prefix: u8,
+struct Slots {
     slots: u32,
     used: Vec<u64>,
     free: u32,
     cursor: u32,
+}
+
+impl Slots {
+    fn new(bits: u8) -> Option<Slots> {
+        if bits > MAX_SLOT_BITS {
+            return None;
+        }
+        let slots = 1u32 << bits;
+        Some(Slots {
+            slots,
+            used: vec![0; slots.div_ceil(64) as usize],
+            free: slots,
+            cursor: 0,
+        })
+    }
+
+    fn is_used(&self, slot: u32) -> bool {
+        self.used[(slot / 64) as usize] & (1 << (slot % 64)) != 0
+    }
+
+    fn set(&mut self, slot: u32, used: bool) {
+        let was = self.is_used(slot);
+        let w = &mut self.used[(slot / 64) as usize];
+        if used {
+            *w |= 1 << (slot % 64);
+            if !was {
+                self.free -= 1;
+            }
+        } else {
+            *w &= !(1 << (slot % 64));
+            if was {
+                self.free += 1;
+            }
+        }
+    }
+
+    /// Takes the next free slot for which `usable` holds.
+    fn allocate(&mut self, mut usable: impl FnMut(u32) -> bool) -> Option<u32> {
+        if self.free == 0 {
+            return None;
+        }
+        let words = self.used.len() as u32;
+        let mut word = self.cursor / 64;
+        for _ in 0..=words {
+            let mut bits = !self.used[word as usize];
+            while bits != 0 {
+                let bit = bits.trailing_zeros();
+                let slot = word * 64 + bit;
+                if slot >= self.slots {
+                    break;
+                }
+                if usable(slot) {
+                    self.set(slot, true);
+                    self.cursor = (slot + 1) % self.slots;
+                    return Some(slot);
+                }
+                bits &= !(1 << bit);
+            }
+            word = (word + 1) % words;
+        }
+        None
+    }
+}
+
+/// The IPv4 pool.
+#[derive(Debug)]
+pub struct Pool {
+    base: Subnet,
+    slot_prefix: u8,
+    slots: Slots,
 }
 
 impl Pool {
@@ -21,18 +93,10 @@ impl Pool {
         if slot_prefix < base.prefix || slot_prefix > 31 {
             return None;
         }
-        let bits = slot_prefix - base.prefix;
-        if bits > 24 {
-            return None; // 16M slots is more than any host runs
-        }
-        let slots = 1u32 << bits;
         Some(Pool {
             base,
             slot_prefix,
-            slots,
-            used: vec![0; slots.div_ceil(64) as usize],
-            free: slots,
-            cursor: 0,
+            slots: Slots::new(slot_prefix - base.prefix)?,
         })
     }
 
@@ -42,11 +106,11 @@ impl Pool {
     }
 
     pub fn size(&self) -> u32 {
-        self.slots
+        self.slots.slots
     }
 
     pub fn free(&self) -> u32 {
-        self.free
+        self.slots.free
     }
 
     pub fn slot_prefix(&self) -> u8 {
@@ -70,60 +134,23 @@ impl Pool {
         Some(((s.start() - self.base.start()) >> shift)..=((s.end() - self.base.start()) >> shift))
     }
 
-    fn is_used(&self, slot: u32) -> bool {
-        self.used[(slot / 64) as usize] & (1 << (slot % 64)) != 0
-    }
-
-    fn set(&mut self, slot: u32, used: bool) {
-        let was = self.is_used(slot);
-        let w = &mut self.used[(slot / 64) as usize];
-        if used {
-            *w |= 1 << (slot % 64);
-            if !was {
-                self.free -= 1;
-            }
-        } else {
-            *w &= !(1 << (slot % 64));
-            if was {
-                self.free += 1;
-            }
-        }
-    }
-
     /// Takes the next free slot for which `usable` holds (the caller checks for overlaps with
     /// subnets outside the pool's bookkeeping).
     pub fn allocate(&mut self, mut usable: impl FnMut(Subnet) -> bool) -> Option<Subnet> {
-        if self.free == 0 {
-            return None;
-        }
-        let words = self.used.len() as u32;
-        let mut word = self.cursor / 64;
-        for _ in 0..=words {
-            let mut bits = !self.used[word as usize];
-            while bits != 0 {
-                let bit = bits.trailing_zeros();
-                let slot = word * 64 + bit;
-                if slot >= self.slots {
-                    break;
-                }
-                let s = self.subnet(slot);
-                if usable(s) {
-                    self.set(slot, true);
-                    self.cursor = (slot + 1) % self.slots;
-                    return Some(s);
-                }
-                bits &= !(1 << bit);
-            }
-            word = (word + 1) % words;
-        }
-        None
+        let (base, prefix) = (self.base, self.slot_prefix);
+        let at = |slot: u32| Subnet {
+            network: Ipv4Addr::from(base.start() + (slot << (32 - prefix))),
+            prefix,
+        };
+        let slot = self.slots.allocate(|slot| usable(at(slot)))?;
+        Some(self.subnet(slot))
     }
 
     /// Marks a subnet (from the pool or chosen by a client) as used, if it lies in the pool.
     pub fn mark(&mut self, s: Subnet) {
         if let Some(r) = self.slots_of(s) {
             for slot in r {
-                self.set(slot, true);
+                self.slots.set(slot, true);
             }
         }
     }
@@ -131,7 +158,87 @@ impl Pool {
     pub fn release(&mut self, s: Subnet) {
         if let Some(r) = self.slots_of(s) {
             for slot in r {
-                self.set(slot, false);
+                self.slots.set(slot, false);
+            }
+        }
+    }
+}
+
+/// The IPv6 pool: the same, for subnets of `slot_prefix` bits in an IPv6 range.
+#[derive(Debug)]
+pub struct Pool6 {
+    base: Subnet6,
+    slot_prefix: u8,
+    slots: Slots,
+}
+
+impl Pool6 {
+    /// `None` when `slot_prefix` is outside 64–127 or not inside the base, or the pool would
+    /// have more than 2^24 subnets.
+    pub fn new(base: Subnet6, slot_prefix: u8) -> Option<Pool6> {
+        if slot_prefix < base.prefix || !(64..=127).contains(&slot_prefix) {
+            return None;
+        }
+        Some(Pool6 {
+            base,
+            slot_prefix,
+            slots: Slots::new(slot_prefix - base.prefix)?,
+        })
+    }
+
+    pub fn base(&self) -> Subnet6 {
+        self.base
+    }
+
+    pub fn size(&self) -> u32 {
+        self.slots.slots
+    }
+
+    pub fn free(&self) -> u32 {
+        self.slots.free
+    }
+
+    pub fn slot_prefix(&self) -> u8 {
+        self.slot_prefix
+    }
+
+    fn at(base: Subnet6, prefix: u8, slot: u32) -> Subnet6 {
+        Subnet6 {
+            network: Ipv6Addr::from(base.start() + ((slot as u128) << (128 - prefix))),
+            prefix,
+        }
+    }
+
+    fn slots_of(&self, s: Subnet6) -> Option<std::ops::RangeInclusive<u32>> {
+        if !self.base.contains(s) {
+            return None;
+        }
+        let shift = 128 - self.slot_prefix;
+        let first = (s.start() - self.base.start()) >> shift;
+        let last = (s.end() - self.base.start()) >> shift;
+        Some(first as u32..=last as u32)
+    }
+
+    pub fn allocate(&mut self, mut usable: impl FnMut(Subnet6) -> bool) -> Option<Subnet6> {
+        let (base, prefix) = (self.base, self.slot_prefix);
+        let slot = self
+            .slots
+            .allocate(|slot| usable(Pool6::at(base, prefix, slot)))?;
+        Some(Pool6::at(base, prefix, slot))
+    }
+
+    pub fn mark(&mut self, s: Subnet6) {
+        if let Some(r) = self.slots_of(s) {
+            for slot in r {
+                self.slots.set(slot, true);
+            }
+        }
+    }
+
+    pub fn release(&mut self, s: Subnet6) {
+        if let Some(r) = self.slots_of(s) {
+            for slot in r {
+                self.slots.set(slot, false);
             }
         }
     }
@@ -181,6 +288,28 @@ mod tests {
         assert_eq!(p.free(), 3);
         p.release(s);
         assert_eq!(p.free(), 4);
+    }
+
+    #[test]
+    fn ipv6_pools() {
+        let base = Subnet6::parse_pool("fd00:1::/48").unwrap();
+        let mut p = Pool6::new(base, 64).unwrap();
+        assert_eq!(p.size(), 65536);
+        assert_eq!(p.allocate(|_| true).unwrap().to_string(), "fd00:1::/64");
+        assert_eq!(p.allocate(|_| true).unwrap().to_string(), "fd00:1:0:1::/64");
+        let s = Subnet6::parse_for_namespace("fd00:1:0:5::/64", 64).unwrap();
+        p.mark(s);
+        assert_eq!(p.free(), 65536 - 3);
+        p.release(s);
+        assert_eq!(p.free(), 65536 - 2);
+        assert!(Pool6::new(base, 63).is_none());
+        assert!(
+            Pool6::new(Subnet6::parse_pool("fd00::/16").unwrap(), 64).is_none(),
+            "2^48 subnets"
+        );
+        let mut p = Pool6::new(Subnet6::parse_pool("fd00:2::/120").unwrap(), 127).unwrap();
+        assert_eq!(p.size(), 128);
+        assert_eq!(p.allocate(|_| true).unwrap().to_string(), "fd00:2::/127");
     }
 
     #[test]

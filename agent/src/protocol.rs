@@ -78,6 +78,9 @@ impl From<ValidationError> for ApiError {
 pub struct Limits {
     /// Smallest allowed prefix length of an explicit subnet (the pool's per-namespace size).
     pub min_prefix: u8,
+    /// The same for IPv6 (`--prefix-len6`); `None`: the agent has no IPv6 pool and is IPv4
+    /// only.
+    pub min_prefix6: Option<u8>,
 }
 
 /// An answer: a command's result, or why not.
@@ -168,7 +171,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const L: Limits = Limits { min_prefix: 30 };
+    const L: Limits = Limits {
+        min_prefix: 30,
+        min_prefix6: Some(64),
+    };
 
     fn code(line: &str) -> ErrorCode {
         decode(line.as_bytes(), L).request.unwrap_err().code

@@ -373,12 +373,14 @@ pub fn flat_floor(opts: &Opts) -> anyhow::Result<Value> {
         let spec = NamespaceSpec {
             name: format!("f{i}"),
             subnet: Some(subnet),
+            ipv6: false,
+            subnet6: None,
             conf: nsagent::model::Conf::default(),
             ns_ifname: "eth0".into(),
             host_ifname: None,
             mtu: None,
         };
-        let ns = Namespace::plan(&spec, subnet, &dirs);
+        let ns = Namespace::plan(&spec, subnet, None, &dirs);
         if let Some(Err(e)) = drv.create(std::slice::from_ref(&ns)).pop() {
             bail!("floor create {i}: {}", e.error);
         }

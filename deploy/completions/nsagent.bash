@@ -103,7 +103,7 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__add)
-            opts="-p -h --count --prefix --subnet --no-nat --mtu --dns --dns-search --dns-option --rate --port --egress --socket --json --help"
+            opts="-p -h --count --prefix --subnet --no-nat --subnet6 --no-ipv6 --mtu --dns --dns-search --dns-option --rate --port --egress --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -118,6 +118,10 @@ _nsagent() {
                     return 0
                     ;;
                 --subnet)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --subnet6)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -419,7 +423,7 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__run)
-            opts="-h --config --check-config --socket --netns-dir --etc-netns-dir --uplink --pool --prefix-len --table --max-batch --queue-capacity --socket-mode --socket-group --allow-uid --allow-gid --cleanup-on-exit --metrics-addr --log-level --log-format --help"
+            opts="-h --config --check-config --socket --netns-dir --etc-netns-dir --uplink --pool --pool6 --prefix-len6 --prefix-len --table --max-batch --queue-capacity --socket-mode --socket-group --allow-uid --allow-gid --cleanup-on-exit --metrics-addr --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -446,6 +450,14 @@ _nsagent() {
                     return 0
                     ;;
                 --pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pool6)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefix-len6)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -43,6 +43,8 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l netns-dir -d 'Di
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l etc-netns-dir -d 'Directory of per-namespace /etc overrides (as `ip netns exec` uses): a namespace\'s `dns` goes to NAME/resolv.conf in it' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l uplink -d 'Interface namespace traffic leaves through. Default: the default route\'s interface; `none`: any interface that is not a namespace\'s' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l pool -d 'Address pool that namespace subnets are allocated from' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l pool6 -d 'IPv6 pool namespace subnets are allocated from (every namespace is dual stack unless it asks not to be); `none`: IPv4 only' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l prefix-len6 -d 'Prefix length of each namespace\'s IPv6 subnet (64-127; 127 per RFC 6164)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l prefix-len -d 'Prefix length of each namespace\'s subnet (30 or 31)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l table -d 'Name of the nft table (family inet) the agent owns' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l max-batch -d 'Most commands the executor takes into one batch' -r
@@ -61,6 +63,7 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand run" -s h -l help -d 'Pr
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l count -d 'Create N namespaces named PREFIX0 .. PREFIX<N-1>, pipelined on one connection' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l prefix -d 'Name prefix of the namespaces --count creates' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l subnet -d 'Subnet a.b.c.d/len (default: allocated from the agent\'s pool)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l subnet6 -d 'IPv6 subnet addr/len (default: allocated from the agent\'s IPv6 pool, if it has one)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l mtu -d 'MTU of the veth pair (68-65535)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l dns -d 'Nameserver for the namespace\'s resolv.conf (up to 3; repeat the flag)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l dns-search -d 'Search domain for the namespace\'s resolv.conf (repeat the flag)' -r
@@ -70,6 +73,7 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand add" -s p -l port -d 'Pu
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l egress -d 'Address (one of the host\'s) the namespace\'s outbound traffic leaves from' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l socket -d 'Unix socket of the agent' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l no-nat -d 'Do not masquerade the namespace\'s traffic'
+complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l no-ipv6 -d 'IPv4 only, even when the agent has an IPv6 pool'
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l json -d 'Print the protocol\'s result object(s) as one JSON document instead of a table'
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -s h -l help -d 'Print help'
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l dns -d 'Nameserver for the namespace\'s resolv.conf (up to 3; repeat the flag)' -r

@@ -17,6 +17,8 @@ pub enum SetName {
     /// interface is not available to nft (`iifname` is always empty there), so the NAT rule
     /// has to recognise a namespace's traffic by its source address.
     NatSaddrs,
+    /// The same for the IPv6 addresses of dual-stack namespaces (NAT66).
+    NatSaddrs6,
     /// The uplink interface(s): where namespace traffic may leave the host.
     Uplinks,
     /// Port forwards to a given host address: map `ipv4_addr . inet_proto . inet_service :
@@ -35,6 +37,7 @@ impl SetName {
         match self {
             SetName::NsIfaces => "ns_ifaces",
             SetName::NatSaddrs => "nat_saddrs",
+            SetName::NatSaddrs6 => "nat_saddrs6",
             SetName::Uplinks => "uplinks",
             SetName::Forwards => "forwards",
             SetName::ForwardsAny => "forwards_any",
@@ -42,9 +45,10 @@ impl SetName {
         }
     }
 
-    pub const ALL: [SetName; 6] = [
+    pub const ALL: [SetName; 7] = [
         SetName::NsIfaces,
         SetName::NatSaddrs,
+        SetName::NatSaddrs6,
         SetName::Uplinks,
         SetName::Forwards,
         SetName::ForwardsAny,
@@ -72,6 +76,7 @@ pub struct Forward {
 pub enum Elem {
     NsIface(String),
     NatSaddr(Ipv4Addr),
+    NatSaddr6(std::net::Ipv6Addr),
     Uplink(String),
     Forward(Forward),
     /// Outbound traffic from `saddr` leaves SNATed to `to`.
@@ -86,6 +91,7 @@ impl Elem {
         match self {
             Elem::NsIface(_) => SetName::NsIfaces,
             Elem::NatSaddr(_) => SetName::NatSaddrs,
+            Elem::NatSaddr6(_) => SetName::NatSaddrs6,
             Elem::Uplink(_) => SetName::Uplinks,
             Elem::Forward(f) if f.daddr.is_some() => SetName::Forwards,
             Elem::Forward(_) => SetName::ForwardsAny,
@@ -155,6 +161,8 @@ pub enum Match {
     CtEstablishedRelated,
     /// `meta nfproto ipv4 ip saddr @set`
     Ipv4SaddrIn(SetName),
+    /// `meta nfproto ipv6 ip6 saddr @set`
+    Ipv6SaddrIn(SetName),
     /// `meta nfproto ipv4`
     Ipv4,
     /// `fib daddr type local`: to an address of this host.
@@ -282,6 +290,11 @@ impl TableSpec {
                 &[Ipv4SaddrIn(NatSaddrs), OifnameIn(Uplinks)],
                 Verdict::Masquerade,
             ));
+            rules.push(r(
+                Postrouting,
+                &[Ipv6SaddrIn(NatSaddrs6), OifnameIn(Uplinks)],
+                Verdict::Masquerade,
+            ));
         } else {
             // No uplink: anything that does not go to another namespace is "outside".
             rules.push(r(Postrouting, &[OifnameIn(NsIfaces)], Verdict::Return));
@@ -289,6 +302,11 @@ impl TableSpec {
             rules.push(r(
                 Postrouting,
                 &[Ipv4SaddrIn(NatSaddrs)],
+                Verdict::Masquerade,
+            ));
+            rules.push(r(
+                Postrouting,
+                &[Ipv6SaddrIn(NatSaddrs6)],
                 Verdict::Masquerade,
             ));
         }
@@ -311,8 +329,8 @@ mod tests {
 
     #[test]
     fn rule_count_is_fixed_by_config() {
-        assert_eq!(TableSpec::new("t", true).rules().len(), 12);
-        assert_eq!(TableSpec::new("t", false).rules().len(), 11);
+        assert_eq!(TableSpec::new("t", true).rules().len(), 13);
+        assert_eq!(TableSpec::new("t", false).rules().len(), 12);
     }
 
     #[test]
@@ -332,11 +350,14 @@ mod tests {
                 .iter()
                 .filter(|r| r.verdict == Verdict::Masquerade)
                 .collect();
-            assert_eq!(masq.len(), 1);
+            assert_eq!(masq.len(), 2);
             assert!(masq[0]
                 .matches
                 .contains(&Match::Ipv4SaddrIn(SetName::NatSaddrs)));
-            assert_eq!(masq[0].chain, ChainName::Postrouting);
+            assert!(masq[1]
+                .matches
+                .contains(&Match::Ipv6SaddrIn(SetName::NatSaddrs6)));
+            assert!(masq.iter().all(|m| m.chain == ChainName::Postrouting));
         }
     }
 

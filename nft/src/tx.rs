@@ -151,6 +151,12 @@ fn add_match(rule: &mut Rule, m: Match, set_ref: &dyn Fn(SetName) -> Lookup) {
             rule.add_expr(&nftnl::nft_expr!(payload ipv4 saddr));
             rule.add_expr(&set_ref(s));
         }
+        Match::Ipv6SaddrIn(s) => {
+            rule.add_expr(&Meta::NfProto);
+            rule.add_expr(&Cmp::new(CmpOp::Eq, libc::NFPROTO_IPV6 as u8));
+            rule.add_expr(&nftnl::nft_expr!(payload ipv6 saddr));
+            rule.add_expr(&set_ref(s));
+        }
         Match::Ipv4 => {
             rule.add_expr(&Meta::NfProto);
             rule.add_expr(&Cmp::new(CmpOp::Eq, libc::NFPROTO_IPV4 as u8));
@@ -278,6 +284,7 @@ impl Transaction {
                 self.elem_msg(&name, &IfNameKey(ifname_key(n)), ty, group)
             }
             Elem::NatSaddr(a) => self.elem_msg(&name, a, ty, group),
+            Elem::NatSaddr6(a) => self.elem_msg(&name, a, ty, group),
             Elem::Forward(_) | Elem::Egress { .. } => {
                 if let Some((key, data)) = elem.map_entry() {
                     // A delete names the key only.
@@ -381,6 +388,12 @@ impl Transaction {
             &table,
             inet,
         );
+        let nat6_set = Set::<std::net::Ipv6Addr>::new_named(
+            name(SetName::NatSaddrs6),
+            id(SetName::NatSaddrs6),
+            &table,
+            inet,
+        );
         let fwd = Set::<ForwardKey>::new_named(
             name(SetName::Forwards),
             id(SetName::Forwards),
@@ -403,6 +416,7 @@ impl Transaction {
         tx.push(&ns_set, MsgType::Add, None);
         tx.push(&up_set, MsgType::Add, None);
         tx.push(&nat_set, MsgType::Add, None);
+        tx.push(&nat6_set, MsgType::Add, None);
         tx.push(&fwd, MsgType::Add, None);
         tx.push(&fwd_any, MsgType::Add, None);
         tx.push(&egress, MsgType::Add, None);
@@ -435,6 +449,7 @@ impl Transaction {
                 let set_ref = |s: SetName| match s {
                     SetName::NsIfaces => Lookup::new(&ns_set),
                     SetName::Uplinks => Lookup::new(&up_set),
+                    SetName::NatSaddrs6 => Lookup::new(&nat6_set),
                     _ => Lookup::new(&nat_set),
                 };
                 add_match(&mut rule, *m, &set_ref);
@@ -460,7 +475,7 @@ impl Transaction {
         for e in elems {
             tx.elem(&ElemOp::Add(e.clone()), None)?;
         }
-        drop((ns_set, up_set, nat_set, fwd, fwd_any, egress));
+        drop((ns_set, up_set, nat_set, nat6_set, fwd, fwd_any, egress));
         tx.table = table;
         Ok(tx)
     }
@@ -866,8 +881,8 @@ mod tests {
                 .filter(|m| m.0 == NEWRULE)
                 .count()
         };
-        assert_eq!(rules(few), 12);
-        assert_eq!(rules(many), 12);
+        assert_eq!(rules(few), 13);
+        assert_eq!(rules(many), 13);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod cli;
 mod conf;
 mod harness;
 mod hostile;
+mod ipv6;
 mod metrics;
 mod ops;
 mod ports;

@@ -62,6 +62,12 @@ pub struct AddArgs {
     /// Do not masquerade the namespace's traffic.
     #[arg(long)]
     pub no_nat: bool,
+    /// IPv6 subnet addr/len (default: allocated from the agent's IPv6 pool, if it has one).
+    #[arg(long, value_name = "CIDR", conflicts_with_all = ["count", "no_ipv6"])]
+    pub subnet6: Option<String>,
+    /// IPv4 only, even when the agent has an IPv6 pool.
+    #[arg(long)]
+    pub no_ipv6: bool,
     /// MTU of the veth pair (68-65535).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(68..=65535))]
     pub mtu: Option<u32>,
@@ -373,6 +379,8 @@ pub fn add(a: AddArgs) -> Result<(), CliError> {
     let request = |name: &str| Create {
         name: name.to_string(),
         subnet: a.subnet.clone(),
+        subnet6: a.subnet6.clone(),
+        ipv6: a.no_ipv6.then_some(false),
         nat: a.no_nat.then_some(false),
         mtu: a.mtu,
         dns: a.conf.dns(),

@@ -4,8 +4,8 @@ use crate::cmd::Status;
 use crate::model::Namespace;
 
 /// A namespace's columns in `list`.
-pub const LIST_HEADER: [&str; 9] = [
-    "NAME", "SUBNET", "ADDRESS", "GATEWAY", "HOST_IF", "NS_IF", "NAT", "MTU", "PORTS",
+pub const LIST_HEADER: [&str; 10] = [
+    "NAME", "SUBNET", "ADDRESS", "ADDRESS6", "GATEWAY", "HOST_IF", "NS_IF", "NAT", "MTU", "PORTS",
 ];
 
 pub fn list_row(ns: &Namespace) -> Vec<String> {
@@ -13,6 +13,7 @@ pub fn list_row(ns: &Namespace) -> Vec<String> {
         ns.name.clone(),
         ns.subnet.to_string(),
         ns.address.to_string(),
+        optional(ns.v6.map(|v| v.address6)),
         ns.gateway.to_string(),
         ns.host_ifname.clone(),
         ns.ns_ifname.clone(),
@@ -29,6 +30,9 @@ pub fn namespace_details(ns: &Namespace) -> String {
         ("subnet", ns.subnet.to_string()),
         ("address", ns.address.to_string()),
         ("gateway", ns.gateway.to_string()),
+        ("subnet6", optional(ns.v6.map(|v| v.subnet6))),
+        ("address6", optional(ns.v6.map(|v| v.address6))),
+        ("gateway6", optional(ns.v6.map(|v| v.gateway6))),
         ("host interface", ns.host_ifname.clone()),
         ("ns interface", ns.ns_ifname.clone()),
         ("nat", yes_no(ns.conf.nat)),
@@ -51,6 +55,18 @@ pub fn status_details(st: &Status) -> String {
             format!(
                 "{} (/{} subnets: {} free of {})",
                 pool.cidr, pool.prefix_len, pool.free, pool.size
+            ),
+        ),
+        (
+            "pool6",
+            st.pool6.as_ref().map_or_else(
+                || "none (IPv4 only)".to_string(),
+                |p| {
+                    format!(
+                        "{} (/{} subnets: {} free of {})",
+                        p.cidr, p.prefix_len, p.free, p.size
+                    )
+                },
             ),
         ),
         (

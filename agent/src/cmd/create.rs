@@ -3,7 +3,8 @@
 
 use super::{Op, Request};
 use crate::model::{
-    self, Bandwidth, Conf, Dns, Namespace, NamespaceSpec, PortForward, Subnet, ValidationError,
+    self, Bandwidth, Conf, Dns, Namespace, NamespaceSpec, PortForward, Subnet, Subnet6,
+    ValidationError,
 };
 use crate::protocol::{ApiError, ErrorCode, Limits};
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,12 @@ pub struct Create {
     /// "a.b.c.d/len"; default: allocated from the pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet: Option<String>,
+    /// Dual stack (default: yes when the agent has an IPv6 pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<bool>,
+    /// "addr/len"; default: allocated from the IPv6 pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<String>,
     /// Masquerade the namespace's traffic out of the uplink (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat: Option<bool>,
@@ -84,9 +91,27 @@ impl Op for Create {
             egress_addr: self.egress_addr,
         };
         validate_conf(&conf)?;
+        let subnet6 = match (self.subnet6, limits.min_prefix6) {
+            (None, _) => None,
+            (Some(s), Some(min)) => Some(Subnet6::parse_for_namespace(&s, min)?),
+            (Some(_), None) => {
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    "subnet6: the agent is IPv4 only (no --pool6)",
+                ))
+            }
+        };
+        if subnet6.is_some() && self.ipv6 == Some(false) {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "subnet6 with ipv6: false",
+            ));
+        }
         Ok(Request::Create(NamespaceSpec {
             name: self.name,
             subnet,
+            ipv6: self.ipv6.unwrap_or(true),
+            subnet6,
             conf,
             ns_ifname,
             host_ifname: self.host_ifname,

@@ -16,6 +16,9 @@ pub struct Status {
     /// Deleted namespaces whose host veth the kernel has not freed yet.
     pub pending_deletions: usize,
     pub pool: PoolStatus,
+    /// The IPv6 pool, if the agent has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool6: Option<PoolStatus>,
     /// `None`: any interface that is not a namespace's.
     pub uplink: Option<String>,
     pub table: String,

@@ -5,8 +5,8 @@ mod file;
 
 pub use file::apply_file;
 
-use crate::model::{self, Subnet};
-use crate::pool::Pool;
+use crate::model::{self, Subnet, Subnet6};
+use crate::pool::{Pool, Pool6};
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +56,13 @@ pub struct RunArgs {
     /// Address pool that namespace subnets are allocated from.
     #[arg(long, env = "NSAGENT_POOL", default_value = "10.200.0.0/16")]
     pub pool: String,
+    /// IPv6 pool namespace subnets are allocated from (every namespace is dual stack unless it
+    /// asks not to be); `none`: IPv4 only.
+    #[arg(long, env = "NSAGENT_POOL6", default_value = "none")]
+    pub pool6: String,
+    /// Prefix length of each namespace's IPv6 subnet (64-127; 127 per RFC 6164).
+    #[arg(long, env = "NSAGENT_PREFIX_LEN6", default_value_t = 64, value_parser = clap::value_parser!(u8).range(64..=127))]
+    pub prefix_len6: u8,
     /// Prefix length of each namespace's subnet (30 or 31).
     #[arg(long, env = "NSAGENT_PREFIX_LEN", default_value_t = 30, value_parser = clap::value_parser!(u8).range(30..=31))]
     pub prefix_len: u8,
@@ -113,6 +120,10 @@ pub struct Config {
     pub uplink: Uplink,
     /// The address pool, with the size of each namespace's subnet.
     pub pool: Pool,
+    /// The IPv6 pool, if any.
+    pub pool6: Option<Pool6>,
+    /// The size of an explicit IPv6 subnet at most (`--prefix-len6`).
+    pub prefix_len6: u8,
     pub table: String,
     pub max_batch: usize,
     pub queue_capacity: usize,
@@ -155,6 +166,17 @@ impl RunArgs {
             let why = format!("cannot hold a /{}", self.prefix_len);
             invalid("pool", &self.pool, why)
         })?;
+        let pool6 = match self.pool6.as_str() {
+            "none" => None,
+            p => {
+                let base = Subnet6::parse_pool(p).map_err(|e| invalid("pool6", p, e))?;
+                let why = format!(
+                    "cannot hold /{} subnets (or would hold more than 2^24 of them)",
+                    self.prefix_len6
+                );
+                Some(Pool6::new(base, self.prefix_len6).ok_or_else(|| invalid("pool6", p, why))?)
+            }
+        };
         let uplink = match self.uplink.as_deref() {
             None => Uplink::DefaultRoute,
             Some("none") => Uplink::Any,
@@ -184,6 +206,8 @@ impl RunArgs {
             etc_netns_dir: self.etc_netns_dir.clone(),
             uplink,
             pool,
+            pool6,
+            prefix_len6: self.prefix_len6,
             table: self.table.clone(),
             max_batch: self.max_batch as usize,
             queue_capacity: self.queue_capacity.max(1),
@@ -246,6 +270,8 @@ mod tests {
             (&["--socket-group", "no-such-group-here"], "--socket-group"),
             (&["--metrics-addr", "localhost"], "--metrics-addr"),
             (&["--log-level", "a=b=c"], "--log-level"),
+            (&["--pool6", "fd00::/16"], "--pool6"),
+            (&["--pool6", "fe80::/64"], "--pool6"),
         ] {
             let e = args(argv).validate().unwrap_err().to_string();
             assert!(e.starts_with(&format!("invalid {flag} ")), "{e}");

@@ -262,8 +262,12 @@ impl Driver for KernelDriver {
         // Host side, two pipelined rounds on the host socket: every veth pair, then the
         // configuration of the pairs that were made.
         self.host_round(&mut all, 0);
-        if self.ipv6 == Ipv6Links::Off {
-            for b in all.iter().filter(|b| b.outcome.is_ok()) {
+        for b in all.iter_mut().filter(|b| b.outcome.is_ok()) {
+            if b.ns.v6.is_some() {
+                if let Err(e) = crate::netns::force_ipv6_forwarding(&b.ns.host_ifname) {
+                    b.fail(DriverError::Sysctl("force_forwarding", e), true);
+                }
+            } else if self.ipv6 == Ipv6Links::Off {
                 requests::disable_ipv6(&b.ns.host_ifname);
             }
         }

@@ -50,6 +50,9 @@ pub enum DriverError {
     /// Writing the namespace's resolv.conf failed.
     #[error("write resolv.conf: {0}")]
     Etc(#[source] std::io::Error),
+    /// A per-interface switch the kernel only offers in procfs could not be set.
+    #[error("set {0}: {1}")]
+    Sysctl(&'static str, #[source] std::io::Error),
     /// Reading the netns directory failed (start-up recovery).
     #[error("read the netns directory: {0}")]
     Dir(#[source] std::io::Error),
@@ -138,6 +141,7 @@ pub fn elems(ns: &Namespace) -> Vec<Elem> {
     let mut v = vec![Elem::NsIface(ns.host_ifname.clone())];
     if ns.conf.nat {
         v.push(Elem::NatSaddr(ns.address));
+        v.extend(ns.v6.map(|v6| Elem::NatSaddr6(v6.address6)));
     }
     v.extend(ns.conf.ports.iter().map(|p| forward(p, ns.address)));
     if let Some(to) = ns.conf.egress_addr {

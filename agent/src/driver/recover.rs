@@ -7,12 +7,12 @@
 
 use super::{elems, DriverError, KernelDriver};
 use crate::model::{
-    self, Bandwidth, Conf, Dirs, Mark, Namespace, PortForward, Proto, Subnet, LO_IFINDEX,
-    PEER_IFINDEX,
+    self, Bandwidth, Conf, Dirs, Mark, Namespace, PortForward, Proto, Subnet, Subnet6, LO_IFINDEX,
+    PEER_IFINDEX, V6,
 };
 use crate::netlink::{LinkInfo, NetlinkError, Rtnl};
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// What start-up recovery found.
 #[derive(Debug, Default)]
@@ -60,6 +60,7 @@ impl KernelDriver {
         let mut out = Recovery::default();
         let links = self.host.links().map_err(dump)?;
         let addrs = self.host.addresses().map_err(dump)?;
+        let addrs6 = self.host.addresses6().map_err(dump)?;
         let host_rates = super::tc::rates(&mut self.host).map_err(dump)?;
         let files: HashMap<String, bool> = self
             .netns
@@ -75,6 +76,7 @@ impl KernelDriver {
             let name = mark.name.clone();
             claimed.insert(name.clone());
             let host_addr = addrs.get(&l.index).and_then(|v| v.first().copied());
+            let host_addr6 = addrs6.get(&l.index).and_then(|v| v.first().copied());
             let adopted = if files.get(&name) == Some(&true) {
                 match self.netns.inspect(&name, inside) {
                     Ok(inside) => {
@@ -92,7 +94,7 @@ impl KernelDriver {
                             ports,
                             egress_addr: egress_addr.filter(|_| mark.nat),
                         };
-                        whole(&mark, l, host_addr, &inside, &dirs, conf)
+                        whole(&mark, l, (host_addr, host_addr6), &inside, &dirs, conf)
                     }
                     Err(e) => {
                         tracing::warn!(name, error = %e, "cannot look inside namespace");
@@ -196,6 +198,7 @@ struct Peer {
     up: bool,
     mtu: u32,
     addr: Option<(Ipv4Addr, u8)>,
+    addr6: Option<(Ipv6Addr, u8)>,
 }
 
 /// What a managed namespace looks like from inside.
@@ -204,6 +207,7 @@ struct Inside {
     lo_up: bool,
     peer: Option<Peer>,
     gateway: Option<Ipv4Addr>,
+    gateway6: Option<Ipv6Addr>,
     /// The rate of the peer's root tbf qdisc, if it has one.
     egress_bps: Option<u64>,
 }
@@ -219,6 +223,7 @@ fn bandwidth(ingress_bps: Option<&u64>, egress_bps: Option<u64>) -> Option<Bandw
 fn inside(rtnl: &mut Rtnl) -> Result<Inside, NetlinkError> {
     let links = rtnl.links()?;
     let addrs = rtnl.addresses()?;
+    let addrs6 = rtnl.addresses6()?;
     let lo = links.iter().find(|l| l.index == LO_IFINDEX);
     let peer = links
         .iter()
@@ -228,27 +233,45 @@ fn inside(rtnl: &mut Rtnl) -> Result<Inside, NetlinkError> {
             up: l.up,
             mtu: l.mtu,
             addr: addrs.get(&PEER_IFINDEX).and_then(|v| v.first().copied()),
+            addr6: addrs6.get(&PEER_IFINDEX).and_then(|v| v.first().copied()),
         });
     Ok(Inside {
         lo_alias: lo.and_then(|l| l.alias.clone()),
         lo_up: lo.is_some_and(|l| l.up),
         peer,
         gateway: rtnl.default_route()?.and_then(|r| r.gateway),
+        gateway6: rtnl.default_gateway6()?,
         egress_bps: super::tc::rates(rtnl)?.get(&PEER_IFINDEX).copied(),
     })
 }
+
+/// The host veth's first IPv4 and IPv6 addresses (address, prefix length).
+type HostAddrs = (Option<(Ipv4Addr, u8)>, Option<(Ipv6Addr, u8)>);
 
 /// Decides whether a host veth plus what is inside its namespace make a whole namespace, and
 /// rebuilds its `Namespace` if so.
 fn whole(
     mark: &Mark,
     host: &LinkInfo,
-    host_addr: Option<(Ipv4Addr, u8)>,
+    (host_addr, host_addr6): HostAddrs,
     inside: &Inside,
     dirs: &Dirs,
     conf: Conf,
 ) -> Option<Namespace> {
     let (gateway, prefix) = host_addr?;
+    // IPv6 on both sides, or on neither.
+    let v6 = match (host_addr6, inside.peer.as_ref().and_then(|p| p.addr6)) {
+        (None, None) => None,
+        (Some((gw6, len)), Some(addr6)) => {
+            let mask = u128::MAX.checked_shl(128 - len as u32).unwrap_or(0);
+            let subnet6 = Subnet6::new(Ipv6Addr::from(u128::from(gw6) & mask), len)?;
+            let v6 = V6::of(subnet6);
+            let matches =
+                v6.gateway6 == gw6 && addr6 == (v6.address6, len) && inside.gateway6 == Some(gw6);
+            Some(matches.then_some(v6)?)
+        }
+        _ => return None,
+    };
     if !host.up || !inside.lo_up || prefix > 31 || prefix == 0 {
         return None;
     }
@@ -269,6 +292,7 @@ fn whole(
         subnet,
         gateway: gw,
         address: addr,
+        v6,
         conf,
         mtu: (peer.mtu != 1500 && peer.mtu != 0).then_some(peer.mtu),
         host_ifindex: host.index,
@@ -288,8 +312,10 @@ mod tests {
                 up: true,
                 mtu: 1500,
                 addr: Some(("100.64.0.2".parse().unwrap(), 30)),
+                addr6: None,
             }),
             gateway: Some("100.64.0.1".parse().unwrap()),
+            gateway6: None,
             egress_bps: None,
         }
     }
@@ -318,7 +344,15 @@ mod tests {
             etc_netns: "/etc/netns".into(),
         };
         let gw = Some(("100.64.0.1".parse().unwrap(), 30));
-        let ns = whole(&mark(), &host(), gw, &inside_ok(), dir, Conf::default()).unwrap();
+        let ns = whole(
+            &mark(),
+            &host(),
+            (gw, None),
+            &inside_ok(),
+            dir,
+            Conf::default(),
+        )
+        .unwrap();
         assert_eq!(ns.subnet.to_string(), "100.64.0.0/30");
         assert_eq!(ns.address.to_string(), "100.64.0.2");
         assert_eq!(ns.host_ifindex, 7);
@@ -332,15 +366,23 @@ mod tests {
             etc_netns: "/etc/netns".into(),
         };
         let gw = Some(("100.64.0.1".parse().unwrap(), 30));
-        assert!(whole(&mark(), &host(), None, &inside_ok(), dir, Conf::default()).is_none());
+        assert!(whole(
+            &mark(),
+            &host(),
+            (None, None),
+            &inside_ok(),
+            dir,
+            Conf::default()
+        )
+        .is_none());
         let mut i = inside_ok();
         i.gateway = None;
-        assert!(whole(&mark(), &host(), gw, &i, dir, Conf::default()).is_none());
+        assert!(whole(&mark(), &host(), (gw, None), &i, dir, Conf::default()).is_none());
         let mut i = inside_ok();
         i.peer = None;
-        assert!(whole(&mark(), &host(), gw, &i, dir, Conf::default()).is_none());
+        assert!(whole(&mark(), &host(), (gw, None), &i, dir, Conf::default()).is_none());
         let mut h = host();
         h.up = false;
-        assert!(whole(&mark(), &h, gw, &inside_ok(), dir, Conf::default()).is_none());
+        assert!(whole(&mark(), &h, (gw, None), &inside_ok(), dir, Conf::default()).is_none());
     }
 }

@@ -4,6 +4,7 @@
 use crate::model::{Namespace, LO_IFINDEX, PEER_IFINDEX};
 use crate::netlink::Request;
 use crate::netns::NewNetns;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
     LinkMessage,
@@ -15,7 +16,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{
     AddressMessageBuilder, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 /// A request and the step it performs (what an error message names).
@@ -44,13 +45,16 @@ fn no_ipv6_autoconf() -> LinkAttribute {
 /// 1024 by default): past about a thousand namespaces it overflows and drops packets. Permanent
 /// entries are exempt from that limit, and no ARP exchange is needed at all
 /// (docs/kernel.md#pinned-neighbours).
-fn pinned_neighbour(ifindex: u32, ip: Ipv4Addr, mac: [u8; 6]) -> NeighbourMessage {
+fn pinned_neighbour(ifindex: u32, ip: IpAddr, mac: [u8; 6]) -> NeighbourMessage {
     let mut m = NeighbourMessage::default();
-    m.header.family = AddressFamily::Inet;
     m.header.ifindex = ifindex;
     m.header.state = NeighbourState::Permanent;
-    m.attributes
-        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+    let (family, dest) = match ip {
+        IpAddr::V4(a) => (AddressFamily::Inet, NeighbourAddress::Inet(a)),
+        IpAddr::V6(a) => (AddressFamily::Inet6, NeighbourAddress::Inet6(a)),
+    };
+    m.header.family = family;
+    m.attributes.push(NeighbourAttribute::Destination(dest));
     m.attributes
         .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
     m
@@ -94,7 +98,7 @@ pub fn host(ns: &Namespace, made: &NewNetns, ipv6: Ipv6Links) -> [Vec<Step>; 2] 
         Request::create(RouteNetlinkMessage::NewLink(veth(ns, made))),
         "create veth pair",
     )];
-    let configure = vec![
+    let mut configure = vec![
         (
             Request::change(RouteNetlinkMessage::SetLink(host_conf.build())),
             "configure host veth",
@@ -115,13 +119,32 @@ pub fn host(ns: &Namespace, made: &NewNetns, ipv6: Ipv6Links) -> [Vec<Step>; 2] 
         (
             Request::create(RouteNetlinkMessage::NewNeighbour(pinned_neighbour(
                 idx,
-                ns.address,
+                ns.address.into(),
                 ns.macs().1,
             ))),
             "pin namespace neighbour",
         ),
     ];
-    let mut configure = configure;
+    if let Some(v6) = ns.v6 {
+        configure.extend([
+            (
+                Request::create(RouteNetlinkMessage::NewAddress(address6(
+                    idx,
+                    v6.gateway6,
+                    v6.subnet6.prefix,
+                ))),
+                "add IPv6 gateway address",
+            ),
+            (
+                Request::create(RouteNetlinkMessage::NewNeighbour(pinned_neighbour(
+                    idx,
+                    v6.address6.into(),
+                    ns.macs().1,
+                ))),
+                "pin IPv6 namespace neighbour",
+            ),
+        ]);
+    }
     if let Some(bps) = ns.conf.bandwidth.and_then(|b| b.ingress_bps) {
         configure.push((super::tc::add(idx, bps), "limit ingress rate"));
     }
@@ -171,16 +194,62 @@ pub fn inside(ns: &Namespace, ipv6: Ipv6Links) -> Vec<Step> {
         (
             Request::create(RouteNetlinkMessage::NewNeighbour(pinned_neighbour(
                 PEER_IFINDEX,
-                ns.gateway,
+                ns.gateway.into(),
                 ns.macs().0,
             ))),
             "pin gateway neighbour",
         ),
     ];
+    if let Some(v6) = ns.v6 {
+        steps.extend([
+            (
+                Request::create(RouteNetlinkMessage::NewAddress(address6(
+                    PEER_IFINDEX,
+                    v6.address6,
+                    v6.subnet6.prefix,
+                ))),
+                "add IPv6 namespace address",
+            ),
+            (
+                Request::create(RouteNetlinkMessage::NewRoute(
+                    RouteMessageBuilder::<Ipv6Addr>::new()
+                        .gateway(v6.gateway6)
+                        .build(),
+                )),
+                "add IPv6 default route",
+            ),
+            (
+                Request::create(RouteNetlinkMessage::NewNeighbour(pinned_neighbour(
+                    PEER_IFINDEX,
+                    v6.gateway6.into(),
+                    ns.macs().0,
+                ))),
+                "pin IPv6 gateway neighbour",
+            ),
+        ]);
+    }
     if let Some(bps) = ns.conf.bandwidth.and_then(|b| b.egress_bps) {
         steps.push((super::tc::add(PEER_IFINDEX, bps), "limit egress rate"));
     }
     steps
+}
+
+/// An IPv6 address without duplicate address detection: usable the moment it is added (the
+/// agent chose it from a subnet only it hands out; a DAD wait made namespace setup take seconds
+/// elsewhere: docs/kernel.md#ipv6-address-generation-off).
+fn address6(
+    ifindex: u32,
+    addr: Ipv6Addr,
+    prefix: u8,
+) -> netlink_packet_route::address::AddressMessage {
+    let mut m = AddressMessageBuilder::<Ipv6Addr>::new()
+        .index(ifindex)
+        .address(addr, prefix)
+        .build();
+    m.header.flags = AddressHeaderFlags::Nodad;
+    m.attributes
+        .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    m
 }
 
 /// Turns IPv6 off on a host-side veth before it comes up. Why: even without addresses, an

@@ -8,7 +8,7 @@ mod reservations;
 use crate::cmd::{ConfPatch, Deleted, NamespaceList, Pong, PoolStatus, Request, Response, Status};
 use crate::driver::{self, Conns, CreateFailure, Driver, DriverError, Gone};
 use crate::model::{Conf, Dirs, Namespace, NamespaceSpec};
-use crate::pool::Pool;
+use crate::pool::{Pool, Pool6};
 use crate::protocol::{ApiError, ErrorCode, Reply};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use metrics::Metrics;
@@ -113,13 +113,20 @@ impl Planned {
 }
 
 impl<D: Driver> Executor<D> {
-    pub fn new(driver: D, info: Info, limits: Limits, pool: Pool, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        driver: D,
+        info: Info,
+        limits: Limits,
+        pool: Pool,
+        pool6: Option<Pool6>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let elements = info.uplink.iter().count() as i64;
         let ex = Executor {
             driver,
             info,
             limits,
-            held: Reservations::new(pool),
+            held: Reservations::new(pool, pool6),
             live: HashMap::new(),
             by_ifindex: HashMap::new(),
             deferred: HashMap::new(),
@@ -322,10 +329,17 @@ impl<D: Driver> Executor<D> {
         }
         self.check_host_side(&spec.name, &spec.conf)?;
         let subnet = self.held.choose_subnet(spec.subnet)?;
-        let ns = Namespace::plan(spec, subnet, &self.info.dirs);
+        let subnet6 = match self.held.choose_subnet6(spec.subnet6, spec.ipv6) {
+            Ok(s) => s,
+            Err(e) => {
+                self.held.give_back(Some(subnet), None);
+                return Err(e);
+            }
+        };
+        let ns = Namespace::plan(spec, subnet, subnet6, &self.info.dirs);
         if spec.host_ifname.is_none() && self.held.host_ifname_taken(&ns.host_ifname) {
             // Cannot happen while subnets are unique; refuse rather than collide.
-            self.held.give_back(subnet);
+            self.held.give_back(Some(subnet), subnet6);
             return Err(ApiError::new(
                 ErrorCode::Internal,
                 "host interface name collision",
@@ -398,9 +412,11 @@ impl<D: Driver> Executor<D> {
                 Change::Create => self.settle_create(p.ns, nl, nf),
                 Change::Delete => {
                     let address = p.ns.address;
+                    let address6 = p.ns.v6.map(|v| v.address6);
                     let r = self.settle_delete(p.ns, nf);
                     if r.is_ok() {
                         gone.push(Conns::Of(address.into()));
+                        gone.extend(address6.map(|a| Conns::Of(a.into())));
                     }
                     r
                 }
@@ -506,7 +522,8 @@ impl<D: Driver> Executor<D> {
                 if f.link_created {
                     self.held.start_dying(&ns, false);
                 } else {
-                    self.held.release(ns.subnet, &ns.host_ifname);
+                    self.held
+                        .release(ns.subnet, ns.v6.map(|v| v.subnet6), &ns.host_ifname);
                 }
                 Err(f.error.into())
             }
@@ -550,9 +567,12 @@ impl<D: Driver> Executor<D> {
             tracing::warn!(name, error = %e, "removing elements of an externally deleted namespace");
         }
         self.driver.remove(&ns);
-        self.driver.forget(&[Conns::Of(ns.address.into())]);
+        let mut conns = vec![Conns::Of(ns.address.into())];
+        conns.extend(ns.v6.map(|v| Conns::Of(v.address6.into())));
+        self.driver.forget(&conns);
         if link_gone {
-            self.held.release(ns.subnet, &ns.host_ifname);
+            self.held
+                .release(ns.subnet, ns.v6.map(|v| v.subnet6), &ns.host_ifname);
         } else {
             // The netns file is gone but a process may still hold the namespace, and with it
             // the veth: take the link down ourselves, then wait for the kernel as usual.
@@ -662,6 +682,12 @@ impl<D: Driver> Executor<D> {
                 size: pool.size(),
                 free: pool.free(),
             },
+            pool6: self.held.pool6().map(|p| PoolStatus {
+                cidr: p.base().to_string(),
+                prefix_len: p.slot_prefix(),
+                size: p.size(),
+                free: p.free(),
+            }),
             uplink: self.info.uplink.clone(),
             table: self.info.table.clone(),
             netns_dir: self.info.dirs.netns.to_string_lossy().into_owned(),
@@ -675,7 +701,9 @@ impl<D: Driver> Executor<D> {
 /// (their translation no longer holds), those of a published port that is gone.
 fn stale_connections(old: &Namespace, new: &Namespace) -> Vec<Conns> {
     if old.conf.nat != new.conf.nat || old.conf.egress_addr != new.conf.egress_addr {
-        return vec![Conns::Of(new.address.into())];
+        let mut all = vec![Conns::Of(new.address.into())];
+        all.extend(new.v6.map(|v| Conns::Of(v.address6.into())));
+        return all;
     }
     old.conf
         .ports

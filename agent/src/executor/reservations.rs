@@ -3,8 +3,8 @@
 //! host veth disappears asynchronously (docs/kernel.md#the-host-veth-disappears-later): until the
 //! link-deleted event arrives, nothing it used may be handed out again.
 
-use crate::model::{Listener, Namespace, PortForward, Proto, Subnet};
-use crate::pool::Pool;
+use crate::model::{Listener, Namespace, PortForward, Proto, Subnet, Subnet6};
+use crate::pool::{Pool, Pool6};
 use crate::protocol::{ApiError, ErrorCode};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -15,6 +15,7 @@ struct Dying {
     /// The name, if it stays reserved too (a delete; not a rolled-back create).
     name: Option<String>,
     subnet: Subnet,
+    subnet6: Option<Subnet6>,
     host_ifname: String,
 }
 
@@ -24,6 +25,9 @@ type PortHolder = (Option<Ipv4Addr>, String);
 #[derive(Debug)]
 pub struct Reservations {
     pool: Pool,
+    pool6: Option<Pool6>,
+    /// IPv6 subnets in use, like `subnets`.
+    subnets6: BTreeMap<u128, u128>,
     /// Every subnet in use (live, being created, dying): start -> end, for O(log n) overlap
     /// checks.
     subnets: BTreeMap<u32, u32>,
@@ -37,9 +41,11 @@ pub struct Reservations {
 }
 
 impl Reservations {
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: Pool, pool6: Option<Pool6>) -> Self {
         Reservations {
             pool,
+            pool6,
+            subnets6: BTreeMap::new(),
             subnets: BTreeMap::new(),
             host_ifnames: HashSet::new(),
             dying: HashMap::new(),
@@ -50,6 +56,40 @@ impl Reservations {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    pub fn pool6(&self) -> Option<&Pool6> {
+        self.pool6.as_ref()
+    }
+
+    /// The IPv6 subnet a create gets: the one it asked for if nothing in use overlaps it, else
+    /// the IPv6 pool's next free one if it wants one and there is a pool.
+    pub fn choose_subnet6(
+        &mut self,
+        wanted: Option<Subnet6>,
+        ipv6: bool,
+    ) -> Result<Option<Subnet6>, ApiError> {
+        if let Some(s) = wanted {
+            if overlaps6(&self.subnets6, s) {
+                return Err(ApiError::new(
+                    ErrorCode::SubnetInUse,
+                    format!("subnet6 {s} overlaps one in use"),
+                ));
+            }
+            return Ok(Some(s));
+        }
+        let Some(pool) = self.pool6.as_mut().filter(|_| ipv6) else {
+            return Ok(None);
+        };
+        let subnets = &self.subnets6;
+        pool.allocate(|s| !overlaps6(subnets, s))
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::PoolExhausted,
+                    format!("no free /{} left in {}", pool.slot_prefix(), pool.base()),
+                )
+            })
     }
 
     /// The subnet a create gets: the one it asked for if nothing in use overlaps it, else the
@@ -79,9 +119,15 @@ impl Reservations {
             })
     }
 
-    /// Returns a subnet [`Reservations::choose_subnet`] took from the pool, unused.
-    pub fn give_back(&mut self, subnet: Subnet) {
-        self.pool.release(subnet);
+    /// Returns subnets [`Reservations::choose_subnet`] and [`Reservations::choose_subnet6`]
+    /// took from the pools, unused.
+    pub fn give_back(&mut self, subnet: Option<Subnet>, subnet6: Option<Subnet6>) {
+        if let Some(s) = subnet {
+            self.pool.release(s);
+        }
+        if let (Some(p), Some(s)) = (self.pool6.as_mut(), subnet6) {
+            p.release(s);
+        }
     }
 
     pub fn host_ifname_taken(&self, ifname: &str) -> bool {
@@ -92,6 +138,12 @@ impl Reservations {
     pub fn hold(&mut self, ns: &Namespace) {
         self.subnets.insert(ns.subnet.start(), ns.subnet.end());
         self.pool.mark(ns.subnet);
+        if let Some(v6) = ns.v6 {
+            self.subnets6.insert(v6.subnet6.start(), v6.subnet6.end());
+            if let Some(p) = self.pool6.as_mut() {
+                p.mark(v6.subnet6);
+            }
+        }
         self.host_ifnames.insert(ns.host_ifname.clone());
         self.hold_ports(ns);
     }
@@ -140,9 +192,15 @@ impl Reservations {
     }
 
     /// Frees a subnet and a host interface name (nothing in the kernel holds them any more).
-    pub fn release(&mut self, subnet: Subnet, host_ifname: &str) {
+    pub fn release(&mut self, subnet: Subnet, subnet6: Option<Subnet6>, host_ifname: &str) {
         self.subnets.remove(&subnet.start());
         self.pool.release(subnet);
+        if let Some(s) = subnet6 {
+            self.subnets6.remove(&s.start());
+            if let Some(p) = self.pool6.as_mut() {
+                p.release(s);
+            }
+        }
         self.host_ifnames.remove(host_ifname);
     }
 
@@ -157,6 +215,7 @@ impl Reservations {
             Dying {
                 name: keep_name.then(|| ns.name.clone()),
                 subnet: ns.subnet,
+                subnet6: ns.v6.map(|v| v.subnet6),
                 host_ifname: ns.host_ifname.clone(),
             },
         );
@@ -169,7 +228,7 @@ impl Reservations {
         if let Some(n) = &d.name {
             self.dying_names.remove(n);
         }
-        self.release(d.subnet, &d.host_ifname);
+        self.release(d.subnet, d.subnet6, &d.host_ifname);
         Some(d.name)
     }
 
@@ -194,6 +253,13 @@ impl Reservations {
 /// Whether `s` overlaps a subnet in use (start -> end, non-overlapping): only the one with the
 /// greatest start at or below `s`'s end can, so this is O(log n).
 fn overlaps(subnets: &BTreeMap<u32, u32>, s: Subnet) -> bool {
+    subnets
+        .range(..=s.end())
+        .next_back()
+        .is_some_and(|(_, end)| *end >= s.start())
+}
+
+fn overlaps6(subnets: &BTreeMap<u128, u128>, s: Subnet6) -> bool {
     subnets
         .range(..=s.end())
         .next_back()

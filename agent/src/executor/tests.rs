@@ -27,6 +27,7 @@ fn executor(pool: &str) -> Executor<Fake> {
         info,
         limits,
         Pool::new(base, 30).unwrap(),
+        None,
         metrics,
     )
 }
@@ -35,6 +36,8 @@ fn spec(name: &str) -> NamespaceSpec {
     NamespaceSpec {
         name: name.into(),
         subnet: None,
+        ipv6: true,
+        subnet6: None,
         conf: crate::model::Conf::default(),
         ns_ifname: "eth0".into(),
         host_ifname: None,
@@ -211,4 +214,42 @@ fn a_delete_forgets_its_address_before_it_is_answered() {
         ex.driver.forgotten,
         vec![crate::driver::Conns::Of(ns.address.into())]
     );
+}
+
+#[test]
+fn dual_stack_subnets_are_held_and_released_with_the_link() {
+    let mut ex = executor("100.64.0.0/24");
+    let base6 = crate::model::Subnet6::parse_pool("fd00:1::/62").unwrap();
+    ex.held = Reservations::new(
+        Pool::new(Subnet::parse_pool("100.64.0.0/24").unwrap(), 30).unwrap(),
+        crate::pool::Pool6::new(base6, 64),
+    );
+    let mut v4only = spec("b");
+    v4only.ipv6 = false;
+    let mut rx = run(
+        &mut ex,
+        vec![Request::Create(spec("a")), Request::Create(v4only)],
+    );
+    let Ok(Ok(Response::Namespace(a))) = rx[0].try_recv() else {
+        panic!("created")
+    };
+    assert_eq!(
+        a.v6.map(|v| v.subnet6.to_string()),
+        Some("fd00:1::/64".into())
+    );
+    let Ok(Ok(Response::Namespace(b))) = rx[1].try_recv() else {
+        panic!("created")
+    };
+    assert!(b.v6.is_none());
+    assert_eq!(ex.held.pool6().map(|p| p.free()), Some(3));
+    // NAT66 for the dual-stack one.
+    assert!(ex
+        .driver
+        .elems
+        .contains(&nft::Elem::NatSaddr6(a.v6.unwrap().address6)));
+    let mut rx = run(&mut ex, vec![Request::Delete { name: "a".into() }]);
+    assert_eq!(code(&mut rx[0]), "ok");
+    let mut batch = VecDeque::new();
+    ex.reap(&mut batch);
+    assert_eq!(ex.held.pool6().map(|p| p.free()), Some(4));
 }

@@ -2,11 +2,14 @@
 //! exists (`Namespace`). Plain data: nothing here touches the kernel.
 
 mod conf;
+mod subnet6;
 
 pub use conf::{
     Bandwidth, Conf, ConfError, Dns, Listener, PortForward, Proto, MAX_NAMESERVERS, MAX_PORTS,
     MIN_BPS,
 };
+
+pub use subnet6::Subnet6;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -193,6 +196,9 @@ impl fmt::Display for Subnet {
 pub struct NamespaceSpec {
     pub name: String,
     pub subnet: Option<Subnet>,
+    /// Dual stack: an IPv6 subnet too (from `subnet6`, else the IPv6 pool if there is one).
+    pub ipv6: bool,
+    pub subnet6: Option<Subnet6>,
     pub conf: Conf,
     pub ns_ifname: String,
     pub host_ifname: Option<String>,
@@ -222,6 +228,9 @@ pub struct Namespace {
     pub subnet: Subnet,
     pub gateway: Ipv4Addr,
     pub address: Ipv4Addr,
+    /// The IPv6 side of a dual-stack namespace.
+    #[serde(flatten, default)]
+    pub v6: Option<V6>,
     #[serde(flatten)]
     pub conf: Conf,
     /// Where the namespace's resolv.conf is (when it has `dns`).
@@ -236,7 +245,12 @@ pub struct Namespace {
 }
 
 impl Namespace {
-    pub fn plan(spec: &NamespaceSpec, subnet: Subnet, dirs: &Dirs) -> Namespace {
+    pub fn plan(
+        spec: &NamespaceSpec,
+        subnet: Subnet,
+        subnet6: Option<Subnet6>,
+        dirs: &Dirs,
+    ) -> Namespace {
         let (gateway, address) = subnet.gateway_and_address();
         Namespace {
             name: spec.name.clone(),
@@ -250,6 +264,7 @@ impl Namespace {
             subnet,
             gateway,
             address,
+            v6: subnet6.map(V6::of),
             conf: spec.conf.clone(),
             mtu: spec.mtu,
             host_ifindex: host_ifindex(subnet),
@@ -271,6 +286,26 @@ impl Namespace {
         Mark {
             name: self.name.clone(),
             nat: self.conf.nat,
+        }
+    }
+}
+
+/// A namespace's IPv6 addresses: the subnet, the host side's address (the namespace's default
+/// route points at it) and the namespace side's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V6 {
+    pub subnet6: Subnet6,
+    pub gateway6: std::net::Ipv6Addr,
+    pub address6: std::net::Ipv6Addr,
+}
+
+impl V6 {
+    pub fn of(subnet6: Subnet6) -> V6 {
+        let (gateway6, address6) = subnet6.gateway_and_address();
+        V6 {
+            subnet6,
+            gateway6,
+            address6,
         }
     }
 }
@@ -447,6 +482,8 @@ mod tests {
         let spec = NamespaceSpec {
             name: "a".into(),
             subnet: None,
+            ipv6: true,
+            subnet6: None,
             conf: Conf {
                 nat: false,
                 dns: Some(Dns {
@@ -467,7 +504,9 @@ mod tests {
             netns: "/run/netns".into(),
             etc_netns: "/etc/netns".into(),
         };
-        let mut ns = Namespace::plan(&spec, subnet, &dirs);
+        let subnet6 = Subnet6::parse("fd00:1::/64");
+        let mut ns = Namespace::plan(&spec, subnet, subnet6, &dirs);
+        assert_eq!(ns.v6.unwrap().address6.to_string(), "fd00:1::2");
         assert_eq!(ns.resolv_conf.as_deref(), Some("/etc/netns/a/resolv.conf"));
         let back: Namespace = serde_json::from_value(serde_json::to_value(&ns).unwrap()).unwrap();
         ns.host_ifindex = 0;

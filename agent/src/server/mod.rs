@@ -76,6 +76,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .context("find the default route's interface")?,
     };
     netns::enable_ipv4_forwarding().context("enable IPv4 forwarding")?;
+    // IPv6 is forwarded only by the interfaces that need it: each dual-stack namespace's host
+    // veth (set when it is made) and the uplink, for the replies.
+    if let (Some(_), Some(u)) = (&config.pool6, &uplink) {
+        netns::force_ipv6_forwarding(u).with_context(|| format!("IPv6 forwarding on {u}"))?;
+    }
     let metrics = Arc::new(
         Metrics::new(env!("CARGO_PKG_VERSION"), env!("NSAGENT_COMMIT"))
             .context("metrics registry")?,
@@ -101,6 +106,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     let limits = Limits {
         min_prefix: config.pool.slot_prefix(),
+        min_prefix6: config.pool6.as_ref().map(|_| config.prefix_len6),
     };
     let (queue, jobs) = crossbeam_channel::bounded::<Job>(config.queue_capacity);
     let info = executor::Info {
@@ -187,7 +193,8 @@ fn start_executor(
         .spawn(move || {
             match open_kernel(&info, &metrics) {
                 Ok((driver, adopted)) => {
-                    let mut ex = Executor::new(driver, info, limits, config.pool, metrics);
+                    let mut ex =
+                        Executor::new(driver, info, limits, config.pool, config.pool6, metrics);
                     ex.adopt(adopted);
                     let _ = ready_tx.send(Ok(()));
                     ex.run(jobs);

@@ -47,9 +47,13 @@ impl TestAgent {
             max_pending: 100,
             cleanup_on_exit: false,
         };
-        let ex = Executor::new(fake, info, limits, pool, metrics.clone());
+        let ex = Executor::new(fake, info, limits, pool, None, metrics.clone());
         let executor = std::thread::spawn(move || ex.run(jobs));
-        let mut front = Front::new(metrics, queue, Limits { min_prefix: 30 });
+        let limits = Limits {
+            min_prefix: 30,
+            min_prefix6: None,
+        };
+        let mut front = Front::new(metrics, queue, limits);
         tune(&mut front);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let server = std::thread::spawn(move || {
