@@ -40,6 +40,9 @@ pub struct Metrics {
     pub namespaces: IntGauge,
     pub pool_addresses: IntGauge,
     pub pool_addresses_free: IntGauge,
+    /// Namespace subnets in each pool, by family (`ipv4`, `ipv6`).
+    pub pool_subnets: IntGaugeVec,
+    pub pool_subnets_free: IntGaugeVec,
     pub socket_connections: IntGauge,
     pub socket_rejected_total: IntCounterVec,
     pub recovery_total: IntCounterVec,
@@ -124,6 +127,17 @@ impl Metrics {
                 "pool_addresses_free",
                 "Addresses in the pool not used by a live or dying namespace.",
             ))?,
+            pool_subnets: IntGaugeVec::new(
+                opts("pool_subnets", "Namespace subnets in the pool, by family."),
+                &["family"],
+            )?,
+            pool_subnets_free: IntGaugeVec::new(
+                opts(
+                    "pool_subnets_free",
+                    "Namespace subnets in the pool not used by a live or dying namespace, by family.",
+                ),
+                &["family"],
+            )?,
             socket_connections: IntGauge::with_opts(opts(
                 "socket_connections",
                 "Open client connections.",
@@ -159,6 +173,8 @@ impl Metrics {
         r.register(Box::new(m.namespaces.clone()))?;
         r.register(Box::new(m.pool_addresses.clone()))?;
         r.register(Box::new(m.pool_addresses_free.clone()))?;
+        r.register(Box::new(m.pool_subnets.clone()))?;
+        r.register(Box::new(m.pool_subnets_free.clone()))?;
         r.register(Box::new(m.socket_connections.clone()))?;
         r.register(Box::new(m.socket_rejected_total.clone()))?;
         r.register(Box::new(m.recovery_total.clone()))?;

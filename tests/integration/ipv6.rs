@@ -136,6 +136,14 @@ fn dual_stack_namespaces_reach_upstream_over_ipv6_at_once_and_stay_isolated() {
     let st = c.ok(json!({"op":"status"}));
     assert_eq!(st["pool6"]["cidr"], POOL6);
     assert_eq!(st["pool6"]["free"], 65536 - 2);
+    assert_eq!(
+        sb.metric("nsagent_pool_subnets_free{family=\"ipv6\"}"),
+        Some(65534.0)
+    );
+    assert_eq!(
+        sb.metric("nsagent_pool_subnets{family=\"ipv4\"}"),
+        Some(16384.0)
+    );
 }
 
 #[test]

@@ -138,6 +138,11 @@ impl<D: Driver> Executor<D> {
         ex.metrics
             .pool_addresses
             .set(pool.size() as i64 * pool_slot_addresses(pool));
+        let subnets = |family| ex.metrics.pool_subnets.with_label_values(&[family]);
+        subnets("ipv4").set(pool.size() as i64);
+        if let Some(p6) = ex.held.pool6() {
+            subnets("ipv6").set(p6.size() as i64);
+        }
         ex.update_gauges();
         ex
     }
@@ -667,6 +672,11 @@ impl<D: Driver> Executor<D> {
         m.namespaces.set(self.live.len() as i64);
         m.pool_addresses_free
             .set(pool.free() as i64 * pool_slot_addresses(pool));
+        let free = |family| m.pool_subnets_free.with_label_values(&[family]);
+        free("ipv4").set(pool.free() as i64);
+        if let Some(p6) = self.held.pool6() {
+            free("ipv6").set(p6.free() as i64);
+        }
         m.nft_elements.set(self.elements);
     }
 
