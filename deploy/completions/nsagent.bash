@@ -103,7 +103,7 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__add)
-            opts="-p -h --count --prefix --subnet --no-nat --subnet6 --no-ipv6 --mtu --dns --dns-search --dns-option --rate --port --egress --socket --json --help"
+            opts="-p -h --count --prefix --subnet --no-nat --subnet6 --no-ipv6 --mtu --dns --dns-search --dns-option --rate --port --egress --egress6 --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -154,6 +154,10 @@ _nsagent() {
                     return 0
                     ;;
                 --egress)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --egress6)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -513,7 +517,7 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__set)
-            opts="-p -h --nat --no-nat --no-ports --no-egress --no-rate --no-dns --dns --dns-search --dns-option --rate --port --egress --socket --json --help"
+            opts="-p -h --nat --no-nat --no-ports --no-egress --no-rate --no-dns --dns --dns-search --dns-option --rate --port --egress --egress6 --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -544,6 +548,10 @@ _nsagent() {
                     return 0
                     ;;
                 --egress)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --egress6)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

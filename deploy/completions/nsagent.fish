@@ -71,6 +71,7 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l dns-option -d 'r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l rate -d 'Rate limit, tc-style (10mbit, 500kbit, 1gbit, or bits/s): `RATE` both ways, `in:RATE` into the namespace, `out:RATE` out of it (repeat the flag)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -s p -l port -d 'Publish a port: `[tcp/|udp/][HOST_ADDR:]HOST_PORT:PORT` (repeat the flag), e.g. 8080:80, udp/5353:53, 198.18.0.1:8443:443' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l egress -d 'Address (one of the host\'s) the namespace\'s outbound traffic leaves from' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l egress6 -d 'The same for its IPv6 traffic (a dual-stack namespace)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l socket -d 'Unix socket of the agent' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l no-nat -d 'Do not masquerade the namespace\'s traffic'
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l no-ipv6 -d 'IPv4 only, even when the agent has an IPv6 pool'
@@ -82,6 +83,7 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l dns-option -d 'r
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l rate -d 'Rate limit, tc-style (10mbit, 500kbit, 1gbit, or bits/s): `RATE` both ways, `in:RATE` into the namespace, `out:RATE` out of it (repeat the flag)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -s p -l port -d 'Publish a port: `[tcp/|udp/][HOST_ADDR:]HOST_PORT:PORT` (repeat the flag), e.g. 8080:80, udp/5353:53, 198.18.0.1:8443:443' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l egress -d 'Address (one of the host\'s) the namespace\'s outbound traffic leaves from' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l egress6 -d 'The same for its IPv6 traffic (a dual-stack namespace)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l socket -d 'Unix socket of the agent' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l nat -d 'Masquerade the namespace\'s traffic'
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l no-nat -d 'Do not masquerade the namespace\'s traffic'

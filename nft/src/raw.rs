@@ -8,10 +8,9 @@ use nftnl::Rule;
 use std::ffi::{c_void, CStr, CString};
 use std::ptr::NonNull;
 
-/// The 32-bit registers that hold a concatenated key (each field padded to 4 bytes).
+/// The first of the 32-bit registers (NFT_REG32_00) that hold a concatenated key, each field
+/// padded to 4 bytes, and where map data lands (an IPv6 address takes four).
 pub const REG32_00: u32 = 8;
-pub const REG32_01: u32 = 9;
-pub const REG32_02: u32 = 10;
 
 enum Val {
     U32(u32),
@@ -97,15 +96,12 @@ pub fn lookup(set: &CStr, set_id: u32, sreg: u32, dreg: Option<u32>) -> RawExpr 
     expr(c"lookup", attrs)
 }
 
-/// IPv4 NAT (`nat_type`: NFT_NAT_SNAT or NFT_NAT_DNAT) to the address in `reg_addr` and, if
-/// given, the port in `reg_port`.
-pub fn nat(nat_type: u32, reg_addr: u32, reg_port: Option<u32>) -> RawExpr {
+/// NAT (`nat_type`: NFT_NAT_SNAT or NFT_NAT_DNAT; `family`: NFPROTO_IPV4 or NFPROTO_IPV6) to
+/// the address in `reg_addr…` and, if given, the port in `reg_port`.
+pub fn nat(nat_type: u32, family: u32, reg_addr: u32, reg_port: Option<u32>) -> RawExpr {
     let mut attrs = vec![
         (sys::NFTNL_EXPR_NAT_TYPE, Val::U32(nat_type)),
-        (
-            sys::NFTNL_EXPR_NAT_FAMILY,
-            Val::U32(libc::NFPROTO_IPV4 as u32),
-        ),
+        (sys::NFTNL_EXPR_NAT_FAMILY, Val::U32(family)),
         (sys::NFTNL_EXPR_NAT_REG_ADDR_MIN, Val::U32(reg_addr)),
     ];
     if let Some(p) = reg_port {

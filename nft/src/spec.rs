@@ -1,6 +1,6 @@
 //! The table as plain data. Nothing here talks to the kernel, so all of it is unit-testable.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Kernel limit for interface names, including the terminating NUL.
 pub const IFNAMSIZ: usize = 16;
@@ -30,6 +30,10 @@ pub enum SetName {
     /// Egress addresses: map `ipv4_addr : ipv4_addr` (namespace address → the address its
     /// outbound traffic is SNATed to instead of being masqueraded).
     Egress,
+    /// The three maps again for IPv6 (`ipv6_addr` wherever the IPv4 ones have `ipv4_addr`).
+    Forwards6,
+    ForwardsAny6,
+    Egress6,
 }
 
 impl SetName {
@@ -42,10 +46,21 @@ impl SetName {
             SetName::Forwards => "forwards",
             SetName::ForwardsAny => "forwards_any",
             SetName::Egress => "egress",
+            SetName::Forwards6 => "forwards6",
+            SetName::ForwardsAny6 => "forwards_any6",
+            SetName::Egress6 => "egress6",
         }
     }
 
-    pub const ALL: [SetName; 7] = [
+    /// Whether the set's addresses are IPv6 ones.
+    pub fn is_ipv6(self) -> bool {
+        matches!(
+            self,
+            SetName::NatSaddrs6 | SetName::Forwards6 | SetName::ForwardsAny6 | SetName::Egress6
+        )
+    }
+
+    pub const ALL: [SetName; 10] = [
         SetName::NsIfaces,
         SetName::NatSaddrs,
         SetName::NatSaddrs6,
@@ -53,21 +68,32 @@ impl SetName {
         SetName::Forwards,
         SetName::ForwardsAny,
         SetName::Egress,
+        SetName::Forwards6,
+        SetName::ForwardsAny6,
+        SetName::Egress6,
     ];
 
     /// The maps among the sets: what recovery reads back.
-    pub const MAPS: [SetName; 3] = [SetName::Forwards, SetName::ForwardsAny, SetName::Egress];
+    pub const MAPS: [SetName; 6] = [
+        SetName::Forwards,
+        SetName::ForwardsAny,
+        SetName::Egress,
+        SetName::Forwards6,
+        SetName::ForwardsAny6,
+        SetName::Egress6,
+    ];
 }
 
 /// A published port: `proto` traffic to `daddr:dport` (`daddr` `None`: any local address of the
 /// host) is DNATed to `to:to_port`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Forward {
-    pub daddr: Option<Ipv4Addr>,
+    /// Of the same family as `to`.
+    pub daddr: Option<IpAddr>,
     /// IPPROTO_TCP or IPPROTO_UDP.
     pub proto: u8,
     pub dport: u16,
-    pub to: Ipv4Addr,
+    pub to: IpAddr,
     pub to_port: u16,
 }
 
@@ -79,10 +105,10 @@ pub enum Elem {
     NatSaddr6(std::net::Ipv6Addr),
     Uplink(String),
     Forward(Forward),
-    /// Outbound traffic from `saddr` leaves SNATed to `to`.
+    /// Outbound traffic from `saddr` leaves SNATed to `to` (both of one family).
     Egress {
-        saddr: Ipv4Addr,
-        to: Ipv4Addr,
+        saddr: IpAddr,
+        to: IpAddr,
     },
 }
 
@@ -93,8 +119,13 @@ impl Elem {
             Elem::NatSaddr(_) => SetName::NatSaddrs,
             Elem::NatSaddr6(_) => SetName::NatSaddrs6,
             Elem::Uplink(_) => SetName::Uplinks,
-            Elem::Forward(f) if f.daddr.is_some() => SetName::Forwards,
-            Elem::Forward(_) => SetName::ForwardsAny,
+            Elem::Forward(f) => match (f.daddr.is_some(), f.to.is_ipv6()) {
+                (true, false) => SetName::Forwards,
+                (false, false) => SetName::ForwardsAny,
+                (true, true) => SetName::Forwards6,
+                (false, true) => SetName::ForwardsAny6,
+            },
+            Elem::Egress { to, .. } if to.is_ipv6() => SetName::Egress6,
             Elem::Egress { .. } => SetName::Egress,
         }
     }
@@ -109,45 +140,64 @@ impl Elem {
         };
         match self {
             Elem::Forward(f) => {
-                let mut key = f.daddr.map(|a| a.octets().to_vec()).unwrap_or_default();
+                let mut key = f.daddr.map(octets).unwrap_or_default();
                 key.extend([f.proto, 0, 0, 0]);
                 key.extend(port(f.dport));
-                let mut data = f.to.octets().to_vec();
+                let mut data = octets(f.to);
                 data.extend(port(f.to_port));
                 Some((key, data))
             }
-            Elem::Egress { saddr, to } => Some((saddr.octets().to_vec(), to.octets().to_vec())),
+            Elem::Egress { saddr, to } => Some((octets(*saddr), octets(*to))),
             _ => None,
         }
     }
 
     /// Reads back a map element [`Elem::map_entry`] wrote.
     pub fn from_map_entry(set: SetName, key: &[u8], data: &[u8]) -> Option<Elem> {
-        let addr = |b: &[u8]| <[u8; 4]>::try_from(b).ok().map(Ipv4Addr::from);
+        let len = if set.is_ipv6() { 16 } else { 4 };
+        let addr = |b: &[u8]| -> Option<IpAddr> {
+            match len {
+                16 => <[u8; 16]>::try_from(b)
+                    .ok()
+                    .map(|a| std::net::Ipv6Addr::from(a).into()),
+                _ => <[u8; 4]>::try_from(b)
+                    .ok()
+                    .map(|a| Ipv4Addr::from(a).into()),
+            }
+        };
         let port = |b: &[u8]| {
             <[u8; 2]>::try_from(b.get(..2)?)
                 .ok()
                 .map(u16::from_be_bytes)
         };
         let forward = |daddr, rest: &[u8]| {
-            (rest.len() == 8 && data.len() == 8).then_some(())?;
+            (rest.len() == 8 && data.len() == len + 4).then_some(())?;
             Some(Elem::Forward(Forward {
                 daddr,
                 proto: rest[0],
                 dport: port(&rest[4..])?,
-                to: addr(&data[..4])?,
-                to_port: port(&data[4..])?,
+                to: addr(&data[..len])?,
+                to_port: port(&data[len..])?,
             }))
         };
         match set {
-            SetName::Forwards if key.len() == 12 => forward(Some(addr(&key[..4])?), &key[4..]),
-            SetName::ForwardsAny => forward(None, key),
-            SetName::Egress => Some(Elem::Egress {
+            SetName::Forwards | SetName::Forwards6 if key.len() == len + 8 => {
+                forward(Some(addr(&key[..len])?), &key[len..])
+            }
+            SetName::ForwardsAny | SetName::ForwardsAny6 => forward(None, key),
+            SetName::Egress | SetName::Egress6 => Some(Elem::Egress {
                 saddr: addr(key)?,
                 to: addr(data)?,
             }),
             _ => None,
         }
+    }
+}
+
+fn octets(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
     }
 }
 
@@ -165,6 +215,10 @@ pub enum Match {
     Ipv6SaddrIn(SetName),
     /// `meta nfproto ipv4`
     Ipv4,
+    /// `meta nfproto ipv6`
+    Ipv6,
+    /// `ip6 daddr != ::1`
+    Daddr6NotLoopback,
     /// `fib daddr type local`: to an address of this host.
     DaddrLocal,
     /// `ip daddr != 127.0.0.0/8`
@@ -239,23 +293,35 @@ impl TableSpec {
             matches: matches.to_vec(),
             verdict,
         };
-        let dnat = |chain, local_only: &[Match]| {
-            let mut m = vec![Ipv4];
+        let dnat = |chain, family, local_only: &[Match], maps: [SetName; 2]| {
+            let mut m = vec![family];
             m.extend_from_slice(local_only);
             [
-                r(chain, &m, Verdict::DnatVia(Forwards)),
+                r(chain, &m, Verdict::DnatVia(maps[0])),
                 r(
                     chain,
                     &[m.as_slice(), &[DaddrLocal]].concat(),
-                    Verdict::DnatVia(ForwardsAny),
+                    Verdict::DnatVia(maps[1]),
                 ),
             ]
         };
         let mut rules = vec![];
         // Published ports: from outside and from namespaces (prerouting), from the host itself
         // (output; loopback destinations cannot be forwarded to another host's address).
-        rules.extend(dnat(Prerouting, &[]));
-        rules.extend(dnat(Output, &[DaddrNotLoopback]));
+        rules.extend(dnat(Prerouting, Ipv4, &[], [Forwards, ForwardsAny]));
+        rules.extend(dnat(Prerouting, Ipv6, &[], [Forwards6, ForwardsAny6]));
+        rules.extend(dnat(
+            Output,
+            Ipv4,
+            &[DaddrNotLoopback],
+            [Forwards, ForwardsAny],
+        ));
+        rules.extend(dnat(
+            Output,
+            Ipv6,
+            &[Daddr6NotLoopback],
+            [Forwards6, ForwardsAny6],
+        ));
         rules.extend([
             // What a published port let in, both ways, before isolation.
             r(Forward, &[CtDnat], Verdict::Accept),
@@ -287,6 +353,11 @@ impl TableSpec {
             ));
             rules.push(r(
                 Postrouting,
+                &[Ipv6, OifnameIn(Uplinks)],
+                Verdict::SnatVia(Egress6),
+            ));
+            rules.push(r(
+                Postrouting,
                 &[Ipv4SaddrIn(NatSaddrs), OifnameIn(Uplinks)],
                 Verdict::Masquerade,
             ));
@@ -299,6 +370,7 @@ impl TableSpec {
             // No uplink: anything that does not go to another namespace is "outside".
             rules.push(r(Postrouting, &[OifnameIn(NsIfaces)], Verdict::Return));
             rules.push(r(Postrouting, &[Ipv4], Verdict::SnatVia(Egress)));
+            rules.push(r(Postrouting, &[Ipv6], Verdict::SnatVia(Egress6)));
             rules.push(r(
                 Postrouting,
                 &[Ipv4SaddrIn(NatSaddrs)],
@@ -329,8 +401,8 @@ mod tests {
 
     #[test]
     fn rule_count_is_fixed_by_config() {
-        assert_eq!(TableSpec::new("t", true).rules().len(), 13);
-        assert_eq!(TableSpec::new("t", false).rules().len(), 12);
+        assert_eq!(TableSpec::new("t", true).rules().len(), 18);
+        assert_eq!(TableSpec::new("t", false).rules().len(), 17);
     }
 
     #[test]
@@ -364,18 +436,30 @@ mod tests {
     #[test]
     fn map_entries_read_back() {
         let f = Forward {
-            daddr: Some(Ipv4Addr::new(198, 18, 0, 1)),
+            daddr: Some(Ipv4Addr::new(198, 18, 0, 1).into()),
             proto: 6,
             dport: 8080,
-            to: Ipv4Addr::new(100, 64, 0, 2),
+            to: Ipv4Addr::new(100, 64, 0, 2).into(),
             to_port: 80,
+        };
+        let a6: IpAddr = "fd00:1::2".parse().unwrap();
+        let f6 = Forward {
+            daddr: Some("2001:2::1".parse().unwrap()),
+            to: a6,
+            ..f
         };
         for e in [
             Elem::Forward(f),
             Elem::Forward(Forward { daddr: None, ..f }),
+            Elem::Forward(f6),
+            Elem::Forward(Forward { daddr: None, ..f6 }),
             Elem::Egress {
-                saddr: Ipv4Addr::new(100, 64, 0, 2),
-                to: Ipv4Addr::new(198, 18, 0, 7),
+                saddr: Ipv4Addr::new(100, 64, 0, 2).into(),
+                to: Ipv4Addr::new(198, 18, 0, 7).into(),
+            },
+            Elem::Egress {
+                saddr: a6,
+                to: "2001:2::9".parse().unwrap(),
             },
         ] {
             let (key, data) = e.map_entry().unwrap();

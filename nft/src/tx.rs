@@ -82,8 +82,10 @@ impl<const TYPE: u32, const LEN: u32> SetKey for RawKey<TYPE, LEN> {
     }
 }
 
-// nft datatypes (TYPE_IPADDR, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE) and their concatenation.
+// nft datatypes (TYPE_IPADDR, TYPE_IP6ADDR, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE) and their
+// concatenation.
 const T_IPV4: u32 = 7;
+const T_IPV6: u32 = 8;
 const T_PROTO: u32 = 12;
 const T_SERVICE: u32 = 13;
 const fn concat(a: u32, b: u32) -> u32 {
@@ -98,6 +100,12 @@ type AddrKey = RawKey<T_IPV4, 4>;
 /// The data of both forward maps: `ipv4_addr . inet_service`.
 const FORWARD_DATA: (u32, u32) = (concat(T_IPV4, T_SERVICE), 8);
 const EGRESS_DATA: (u32, u32) = (T_IPV4, 4);
+/// `ipv6_addr . inet_proto . inet_service`
+type Forward6Key = RawKey<{ concat(concat(T_IPV6, T_PROTO), T_SERVICE) }, 24>;
+/// `ipv6_addr`
+type Addr6Key = RawKey<T_IPV6, 16>;
+const FORWARD6_DATA: (u32, u32) = (concat(T_IPV6, T_SERVICE), 20);
+const EGRESS6_DATA: (u32, u32) = (T_IPV6, 16);
 
 /// Makes a named set a map with data of `(type, len)`.
 fn make_map<K>(set: &Set<'_, K>, data: (u32, u32)) {
@@ -161,6 +169,16 @@ fn add_match(rule: &mut Rule, m: Match, set_ref: &dyn Fn(SetName) -> Lookup) {
             rule.add_expr(&Meta::NfProto);
             rule.add_expr(&Cmp::new(CmpOp::Eq, libc::NFPROTO_IPV4 as u8));
         }
+        Match::Ipv6 => {
+            rule.add_expr(&Meta::NfProto);
+            rule.add_expr(&Cmp::new(CmpOp::Eq, libc::NFPROTO_IPV6 as u8));
+        }
+        Match::Daddr6NotLoopback => {
+            rule.add_expr(&payload(NETWORK, 24, 16, REG32_00));
+            let mut lo = [0u8; 16];
+            lo[15] = 1;
+            rule.add_expr(&cmp(REG32_00, libc::NFT_CMP_NEQ as u32, &lo));
+        }
         Match::DaddrLocal => {
             // RTN_LOCAL, host-endian.
             rule.add_expr(&fib_daddr_type(REG32_00));
@@ -184,20 +202,33 @@ fn add_match(rule: &mut Rule, m: Match, set_ref: &dyn Fn(SetName) -> Lookup) {
     }
 }
 
-/// `dnat ip to [ip daddr .] meta l4proto . th dport map @set`: the key into consecutive
-/// registers, the map's data (address . port) back into the first two.
+/// `dnat ip[6] to [ip[6] daddr .] meta l4proto . th dport map @set`: the key into consecutive
+/// 32-bit registers from the first, the map's data (address . port) back from the first: the
+/// port lands in the register after the address.
 fn dnat_via(rule: &mut Rule, set: SetName, name: &CStr, id: u32) {
     use crate::raw::*;
+    let v6 = set.is_ipv6();
+    let addr_regs = if v6 { 4 } else { 1 };
     let mut reg = REG32_00;
-    if set == SetName::Forwards {
-        rule.add_expr(&payload(NETWORK, 16, 4, reg));
-        reg = REG32_01;
+    if matches!(set, SetName::Forwards | SetName::Forwards6) {
+        let (offset, len) = if v6 { (24, 16) } else { (16, 4) };
+        rule.add_expr(&payload(NETWORK, offset, len, reg));
+        reg += addr_regs;
     }
     rule.add_expr(&meta(libc::NFT_META_L4PROTO as u32, reg));
     rule.add_expr(&payload(TRANSPORT, 2, 2, reg + 1));
     rule.add_expr(&lookup(name, id, REG32_00, Some(REG32_00)));
-    rule.add_expr(&nat(libc::NFT_NAT_DNAT as u32, REG32_00, Some(REG32_01)));
-    let _ = REG32_02;
+    let family = if v6 {
+        libc::NFPROTO_IPV6
+    } else {
+        libc::NFPROTO_IPV4
+    } as u32;
+    rule.add_expr(&nat(
+        libc::NFT_NAT_DNAT as u32,
+        family,
+        REG32_00,
+        Some(REG32_00 + addr_regs),
+    ));
 }
 
 /// (type, value) of each netlink attribute in `buf`.
@@ -408,11 +439,28 @@ impl Transaction {
         );
         let egress =
             Set::<AddrKey>::new_named(name(SetName::Egress), id(SetName::Egress), &table, inet);
+        let fwd6 = Set::<Forward6Key>::new_named(
+            name(SetName::Forwards6),
+            id(SetName::Forwards6),
+            &table,
+            inet,
+        );
+        let fwd_any6 = Set::<ForwardAnyKey>::new_named(
+            name(SetName::ForwardsAny6),
+            id(SetName::ForwardsAny6),
+            &table,
+            inet,
+        );
+        let egress6 =
+            Set::<Addr6Key>::new_named(name(SetName::Egress6), id(SetName::Egress6), &table, inet);
         set_host_endian_key(&ns_set);
         set_host_endian_key(&up_set);
         make_map(&fwd, FORWARD_DATA);
         make_map(&fwd_any, FORWARD_DATA);
         make_map(&egress, EGRESS_DATA);
+        make_map(&fwd6, FORWARD6_DATA);
+        make_map(&fwd_any6, FORWARD6_DATA);
+        make_map(&egress6, EGRESS6_DATA);
         tx.push(&ns_set, MsgType::Add, None);
         tx.push(&up_set, MsgType::Add, None);
         tx.push(&nat_set, MsgType::Add, None);
@@ -420,6 +468,9 @@ impl Transaction {
         tx.push(&fwd, MsgType::Add, None);
         tx.push(&fwd_any, MsgType::Add, None);
         tx.push(&egress, MsgType::Add, None);
+        tx.push(&fwd6, MsgType::Add, None);
+        tx.push(&fwd_any6, MsgType::Add, None);
+        tx.push(&egress6, MsgType::Add, None);
 
         let chain = |n: &'static CStr, ty, hook, prio| {
             let mut c = Chain::new(n, &table);
@@ -463,9 +514,18 @@ impl Transaction {
                 Verdict::DnatVia(s) => dnat_via(&mut rule, s, name(s), id(s)),
                 Verdict::SnatVia(s) => {
                     use crate::raw::*;
-                    rule.add_expr(&payload(NETWORK, 12, 4, REG32_00));
+                    let (offset, len, family) = match s.is_ipv6() {
+                        true => (8, 16, libc::NFPROTO_IPV6),
+                        false => (12, 4, libc::NFPROTO_IPV4),
+                    };
+                    rule.add_expr(&payload(NETWORK, offset, len, REG32_00));
                     rule.add_expr(&lookup(name(s), id(s), REG32_00, Some(REG32_00)));
-                    rule.add_expr(&nat(libc::NFT_NAT_SNAT as u32, REG32_00, None));
+                    rule.add_expr(&nat(
+                        libc::NFT_NAT_SNAT as u32,
+                        family as u32,
+                        REG32_00,
+                        None,
+                    ));
                 }
             }
             tx.push(&rule, MsgType::Add, None);
@@ -476,6 +536,7 @@ impl Transaction {
             tx.elem(&ElemOp::Add(e.clone()), None)?;
         }
         drop((ns_set, up_set, nat_set, nat6_set, fwd, fwd_any, egress));
+        drop((fwd6, fwd_any6, egress6));
         tx.table = table;
         Ok(tx)
     }
@@ -881,8 +942,8 @@ mod tests {
                 .filter(|m| m.0 == NEWRULE)
                 .count()
         };
-        assert_eq!(rules(few), 13);
-        assert_eq!(rules(many), 13);
+        assert_eq!(rules(few), 18);
+        assert_eq!(rules(many), 18);
     }
 
     #[test]

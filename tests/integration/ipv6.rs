@@ -163,3 +163,76 @@ fn the_rule_count_is_the_same_for_one_and_a_hundred_dual_stack_namespaces() {
         .map(|(_, e)| e.len());
     assert_eq!(nat6, Some(100));
 }
+
+#[test]
+fn published_ports_and_egress_addresses_work_over_ipv6() {
+    let mut sb = dual_stack();
+    sb.sh("ip addr add 2001:2::9/128 dev uplink0 nodad");
+    sb.sh("ip -n upstream -6 route add 2001:2::9/128 dev up0");
+    listen6(&sb, "upstream", 7000);
+    let mut c = sb.client();
+    let web = c.ok(json!({"op":"create","name":"web","ports":[
+        {"proto":"tcp","host_port":8080,"port":80},
+        {"proto":"tcp","host_port":8081,"port":80,"host_addr":UPLINK6}]}));
+    listen6(&sb, "web", 80);
+    // A port on every address answers in both families; the listener sees the real client.
+    assert_eq!(
+        connect6(&sb, "upstream", UPLINK6, 8080).as_deref(),
+        Some(UPSTREAM6)
+    );
+    assert_eq!(
+        connect6(&sb, "upstream", UPLINK6, 8081).as_deref(),
+        Some(UPSTREAM6)
+    );
+    let (ok, out) = sb.sh_status(
+        "ip netns exec upstream socat -T2 - TCP:198.18.0.1:8080,connect-timeout=2 </dev/null",
+    );
+    // The listener is an IPv6 socket: it sees IPv4 clients as mapped addresses.
+    let seen = out.trim().trim_start_matches('[').trim_end_matches(']');
+    let v4 = seen
+        .parse::<std::net::Ipv6Addr>()
+        .ok()
+        .and_then(|a| a.to_ipv4_mapped());
+    assert!(ok && v4 == Some("198.18.0.2".parse().unwrap()), "{out}");
+    // An IPv6 egress address.
+    let out = c.ok(json!({"op":"create","name":"out","egress_addr6":"2001:2::9"}));
+    assert_eq!(out["egress_addr6"], "2001:2::9");
+    assert_eq!(
+        connect6(&sb, "out", UPSTREAM6, 7000).as_deref(),
+        Some("2001:2::9")
+    );
+    // IPv6 features need IPv6.
+    c.err(
+        json!({"op":"create","name":"x","ipv6":false,"egress_addr6":"2001:2::9"}),
+        "bad_request",
+    );
+    c.err(
+        json!({"op":"create","name":"x","ipv6":false,"ports":[
+            {"proto":"tcp","host_port":9000,"port":1,"host_addr":UPLINK6}]}),
+        "bad_request",
+    );
+    c.err(
+        json!({"op":"create","name":"x","egress_addr6":"2001:2::77"}),
+        "invalid_address",
+    );
+    // The state is in the maps: a restart keeps it.
+    sb.kill_agent();
+    sb.start_agent();
+    let mut c = sb.client();
+    assert_eq!(
+        c.ok(json!({"op":"get","name":"web"}))["ports"],
+        web["ports"]
+    );
+    assert_eq!(
+        c.ok(json!({"op":"get","name":"out"}))["egress_addr6"],
+        "2001:2::9"
+    );
+    assert_eq!(
+        connect6(&sb, "upstream", UPLINK6, 8081).as_deref(),
+        Some(UPSTREAM6)
+    );
+    assert_eq!(
+        connect6(&sb, "out", UPSTREAM6, 7000).as_deref(),
+        Some("2001:2::9")
+    );
+}

@@ -30,7 +30,7 @@ fn endpoints_and_exposition() {
     for name in [
         "nsagent_build_info{",
         "nsagent_queue_capacity 4096",
-        "nsagent_nft_rules 13",
+        "nsagent_nft_rules 18",
         "nsagent_pool_addresses 65536",
         "process_resident_memory_bytes",
     ] {

@@ -91,7 +91,7 @@ pub struct SetArgs {
     #[arg(long, conflicts_with = "ports")]
     pub no_ports: bool,
     /// Masquerade outbound traffic again instead of SNATing it to an egress address.
-    #[arg(long, conflicts_with = "egress_addr")]
+    #[arg(long, conflicts_with_all = ["egress_addr", "egress_addr6"])]
     pub no_egress: bool,
     /// Remove the rate limits.
     #[arg(long, conflicts_with = "rate")]
@@ -129,6 +129,9 @@ pub struct ConfArgs {
     /// Address (one of the host's) the namespace's outbound traffic leaves from.
     #[arg(long = "egress", value_name = "ADDR")]
     pub egress_addr: Option<std::net::Ipv4Addr>,
+    /// The same for its IPv6 traffic (a dual-stack namespace).
+    #[arg(long = "egress6", value_name = "ADDR")]
+    pub egress_addr6: Option<std::net::Ipv6Addr>,
 }
 
 fn parse_port(s: &str) -> Result<PortForward, String> {
@@ -138,17 +141,25 @@ fn parse_port(s: &str) -> Result<PortForward, String> {
         Some((p, _)) => return Err(format!("{p:?}: expected tcp or udp")),
         None => (Proto::Tcp, s),
     };
+    // An IPv6 host address is bracketed: [2001:db8::1]:8080:80.
+    let (host6, rest) = match rest.strip_prefix('[').and_then(|r| r.split_once("]:")) {
+        Some((a, r)) => {
+            let a: std::net::Ipv6Addr = a
+                .parse()
+                .map_err(|_| format!("{a:?}: not an IPv6 address"))?;
+            (Some(std::net::IpAddr::V6(a)), r)
+        }
+        None => (None, rest),
+    };
     let parts: Vec<&str> = rest.split(':').collect();
-    let (host_addr, host_port, port) = match parts[..] {
-        [h, p] => (None, h, p),
-        [a, h, p] => (
-            Some(
-                a.parse()
-                    .map_err(|_| format!("{a:?}: not an IPv4 address"))?,
-            ),
-            h,
-            p,
-        ),
+    let (host_addr, host_port, port) = match (host6, &parts[..]) {
+        (h6, [h, p]) => (h6, *h, *p),
+        (None, [a, h, p]) => {
+            let a: std::net::Ipv4Addr = a
+                .parse()
+                .map_err(|_| format!("{a:?}: not an IPv4 address"))?;
+            (Some(a.into()), *h, *p)
+        }
         _ => {
             return Err(format!(
                 "{s:?}: expected [tcp/|udp/][HOST_ADDR:]HOST_PORT:PORT"
@@ -387,6 +398,7 @@ pub fn add(a: AddArgs) -> Result<(), CliError> {
         bandwidth: a.conf.bandwidth(),
         ports: (!a.conf.ports.is_empty()).then(|| a.conf.ports.clone()),
         egress_addr: a.conf.egress_addr,
+        egress_addr6: a.conf.egress_addr6,
         ..Create::default()
     };
     let mut client = Client::connect(&a.opts.target.socket)?;
@@ -425,6 +437,7 @@ pub fn set(a: SetArgs) -> Result<(), CliError> {
         nat: (a.nat || a.no_nat).then_some(a.nat),
         ports: patch((!c.ports.is_empty()).then(|| c.ports.clone()), a.no_ports),
         egress_addr: patch(c.egress_addr, a.no_egress),
+        egress_addr6: patch(c.egress_addr6, a.no_egress),
         bandwidth: patch(c.bandwidth(), a.no_rate),
         dns: patch(c.dns(), a.no_dns),
     };
@@ -582,7 +595,12 @@ mod tests {
         assert_eq!((p.proto, p.host_port, p.port), (Proto::Udp, 5353, 53));
         let p = parse_port("tcp/198.18.0.1:8443:443").unwrap();
         assert_eq!(p.host_addr, Some("198.18.0.1".parse().unwrap()));
-        for bad in ["80", "sctp/1:2", "0:80", "1:70000", "x:1:2", "1:2:3:4"] {
+        let p = parse_port("udp/[2001:2::1]:53:5353").unwrap();
+        assert_eq!(p.host_addr, Some("2001:2::1".parse().unwrap()));
+        assert_eq!((p.host_port, p.port), (53, 5353));
+        for bad in [
+            "80", "sctp/1:2", "0:80", "1:70000", "x:1:2", "1:2:3:4", "[x]:1:2",
+        ] {
             assert!(parse_port(bad).is_err(), "{bad}");
         }
     }

@@ -50,6 +50,9 @@ pub struct Create {
     /// The address outbound traffic leaves from (needs nat).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress_addr: Option<Ipv4Addr>,
+    /// The same for IPv6 traffic (needs nat and dual stack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_addr6: Option<std::net::Ipv6Addr>,
 }
 
 impl Op for Create {
@@ -89,6 +92,7 @@ impl Op for Create {
             bandwidth: self.bandwidth,
             ports: sorted(self.ports.unwrap_or_default()),
             egress_addr: self.egress_addr,
+            egress_addr6: self.egress_addr6,
         };
         validate_conf(&conf)?;
         let subnet6 = match (self.subnet6, limits.min_prefix6) {

@@ -13,7 +13,7 @@ mod ping;
 mod status;
 mod update;
 
-pub use create::Create;
+pub use create::{sorted, Create};
 pub use delete::{Delete, Deleted};
 pub use get::Get;
 pub use list::{List, NamespaceList};

@@ -39,6 +39,12 @@ pub struct Update {
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
+    pub egress_addr6: Patch<std::net::Ipv6Addr>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bandwidth: Patch<Bandwidth>,
     #[serde(
         default,
@@ -55,6 +61,7 @@ pub struct ConfPatch {
     pub nat: Option<bool>,
     pub ports: Patch<Vec<PortForward>>,
     pub egress_addr: Patch<Ipv4Addr>,
+    pub egress_addr6: Patch<std::net::Ipv6Addr>,
     pub bandwidth: Patch<Bandwidth>,
     pub dns: Patch<Dns>,
 }
@@ -71,6 +78,9 @@ impl ConfPatch {
         }
         if let Some(e) = self.egress_addr {
             c.egress_addr = e;
+        }
+        if let Some(e) = self.egress_addr6 {
+            c.egress_addr6 = e;
         }
         if let Some(b) = self.bandwidth {
             c.bandwidth = b;
@@ -93,13 +103,14 @@ impl Op for Update {
             nat: self.nat,
             ports: self.ports,
             egress_addr: self.egress_addr,
+            egress_addr6: self.egress_addr6,
             bandwidth: self.bandwidth,
             dns: self.dns,
         };
         if patch == ConfPatch::default() {
             return Err(ApiError::new(
                 ErrorCode::BadRequest,
-                "nothing to update: give nat, ports, egress_addr, bandwidth or dns",
+                "nothing to update: give nat, ports, egress_addr, egress_addr6, bandwidth or dns",
             ));
         }
         // What can be checked without the namespace (the default has nat and no egress

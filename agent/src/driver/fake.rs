@@ -25,7 +25,7 @@ pub struct Fake {
     /// Addresses whose connections the executor asked to forget, in order.
     pub forgotten: Vec<super::Conns>,
     /// The host's own addresses.
-    pub local: HashSet<std::net::Ipv4Addr>,
+    pub local: HashSet<std::net::IpAddr>,
 }
 
 impl Driver for Fake {
@@ -109,7 +109,7 @@ impl Driver for Fake {
         self.elems.clear();
     }
 
-    fn is_local(&mut self, addr: std::net::Ipv4Addr) -> bool {
+    fn is_local(&mut self, addr: std::net::IpAddr) -> bool {
         self.local.contains(&addr)
     }
 

@@ -348,14 +348,21 @@ impl Driver for KernelDriver {
         r
     }
 
-    fn is_local(&mut self, addr: std::net::Ipv4Addr) -> bool {
-        match self.host.addresses() {
-            Ok(all) => all.values().flatten().any(|(a, _)| *a == addr),
-            Err(e) => {
-                tracing::warn!(error = %e, "address dump");
-                false
-            }
-        }
+    fn is_local(&mut self, addr: std::net::IpAddr) -> bool {
+        let found = match addr {
+            std::net::IpAddr::V4(a) => self
+                .host
+                .addresses()
+                .map(|all| all.values().flatten().any(|(x, _)| *x == a)),
+            std::net::IpAddr::V6(a) => self
+                .host
+                .addresses6()
+                .map(|all| all.values().flatten().any(|(x, _)| *x == a)),
+        };
+        found.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "address dump");
+            false
+        })
     }
 
     fn forget(&mut self, conns: &[Conns]) {

@@ -24,7 +24,7 @@ pub use recover::Recovery;
 use crate::model::{Namespace, PortForward};
 use crate::protocol::{ApiError, ErrorCode};
 use nft::{Elem, ElemOp, GroupError, NftError};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// Why the kernel refused a step.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +114,7 @@ pub trait Driver {
     fn delete_table(&mut self);
     /// Whether `addr` is one of the host's own addresses (an egress address or a published
     /// port's host address must be).
-    fn is_local(&mut self, addr: Ipv4Addr) -> bool;
+    fn is_local(&mut self, addr: IpAddr) -> bool;
     /// Deletes the conntrack entries of connections that no longer have a namespace or a
     /// published port to go to, so that the next user of an address starts clean.
     fn forget(&mut self, conns: &[Conns]);
@@ -143,18 +143,34 @@ pub fn elems(ns: &Namespace) -> Vec<Elem> {
         v.push(Elem::NatSaddr(ns.address));
         v.extend(ns.v6.map(|v6| Elem::NatSaddr6(v6.address6)));
     }
-    v.extend(ns.conf.ports.iter().map(|p| forward(p, ns.address)));
+    let address6 = ns.v6.map(|v6| IpAddr::from(v6.address6));
+    for p in &ns.conf.ports {
+        // A port on every address is published in each family the namespace has; one on a
+        // given address, in that address's family.
+        let targets = match p.host_addr {
+            None => vec![Some(IpAddr::from(ns.address)), address6],
+            Some(IpAddr::V4(_)) => vec![Some(ns.address.into())],
+            Some(IpAddr::V6(_)) => vec![address6],
+        };
+        v.extend(targets.into_iter().flatten().map(|to| forward(p, to)));
+    }
     if let Some(to) = ns.conf.egress_addr {
         v.push(Elem::Egress {
-            saddr: ns.address,
-            to,
+            saddr: ns.address.into(),
+            to: to.into(),
+        });
+    }
+    if let (Some(to), Some(saddr)) = (ns.conf.egress_addr6, address6) {
+        v.push(Elem::Egress {
+            saddr,
+            to: to.into(),
         });
     }
     v
 }
 
 /// A published port as a map element.
-pub fn forward(p: &PortForward, to: Ipv4Addr) -> Elem {
+pub fn forward(p: &PortForward, to: IpAddr) -> Elem {
     Elem::Forward(nft::Forward {
         daddr: p.host_addr,
         proto: p.proto.number(),

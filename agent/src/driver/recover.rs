@@ -12,7 +12,7 @@ use crate::model::{
 };
 use crate::netlink::{LinkInfo, NetlinkError, Rtnl};
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// What start-up recovery found.
 #[derive(Debug, Default)]
@@ -84,15 +84,33 @@ impl KernelDriver {
                             netns: self.netns.dir().to_path_buf(),
                             etc_netns: self.etc.dir().to_path_buf(),
                         };
-                        let address = inside.peer.as_ref().and_then(|p| p.addr).map(|a| a.0);
-                        let (ports, egress_addr) =
-                            address.map(|a| maps.take(a)).unwrap_or_default();
+                        let peer = inside.peer.as_ref();
+                        let address = peer.and_then(|p| p.addr).map(|a| IpAddr::from(a.0));
+                        let address6 = peer.and_then(|p| p.addr6).map(|a| IpAddr::from(a.0));
+                        let (mut ports, egress) = address.map(|a| maps.take(a)).unwrap_or_default();
+                        let (ports6, egress6) = address6.map(|a| maps.take(a)).unwrap_or_default();
+                        // A port on every address is in both families' maps.
+                        for p in ports6 {
+                            if !ports.contains(&p) {
+                                ports.push(p);
+                            }
+                        }
+                        let ports = crate::cmd::sorted(ports);
+                        let as4 = |a: Option<IpAddr>| match a {
+                            Some(IpAddr::V4(a)) => Some(a),
+                            _ => None,
+                        };
+                        let as6 = |a: Option<IpAddr>| match a {
+                            Some(IpAddr::V6(a)) => Some(a),
+                            _ => None,
+                        };
                         let conf = Conf {
                             nat: mark.nat,
                             dns: self.etc.read(&name),
                             bandwidth: bandwidth(host_rates.get(&l.index), inside.egress_bps),
                             ports,
-                            egress_addr: egress_addr.filter(|_| mark.nat),
+                            egress_addr: as4(egress).filter(|_| mark.nat),
+                            egress_addr6: as6(egress6).filter(|_| mark.nat),
                         };
                         whole(&mark, l, (host_addr, host_addr6), &inside, &dirs, conf)
                     }
@@ -159,8 +177,8 @@ impl KernelDriver {
 /// Port forwards and egress addresses found in the old table, by namespace address.
 #[derive(Default)]
 struct Maps {
-    ports: HashMap<Ipv4Addr, Vec<PortForward>>,
-    egress: HashMap<Ipv4Addr, Ipv4Addr>,
+    ports: HashMap<IpAddr, Vec<PortForward>>,
+    egress: HashMap<IpAddr, IpAddr>,
 }
 
 impl Maps {
@@ -183,10 +201,9 @@ impl Maps {
         }
     }
 
-    /// What belongs to the namespace with `address` (ports sorted, as a listing shows them).
-    fn take(&mut self, address: Ipv4Addr) -> (Vec<PortForward>, Option<Ipv4Addr>) {
-        let mut ports = self.ports.remove(&address).unwrap_or_default();
-        ports.sort_by_key(|p| (p.listener(), p.port));
+    /// What belongs to the namespace address `address`.
+    fn take(&mut self, address: IpAddr) -> (Vec<PortForward>, Option<IpAddr>) {
+        let ports = self.ports.remove(&address).unwrap_or_default();
         (ports, self.egress.remove(&address))
     }
 }

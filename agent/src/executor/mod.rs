@@ -15,6 +15,7 @@ use metrics::Metrics;
 use nft::{ElemOp, GroupError};
 use reservations::Reservations;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -332,7 +333,8 @@ impl<D: Driver> Executor<D> {
                 ));
             }
         }
-        self.check_host_side(&spec.name, &spec.conf)?;
+        let dual = spec.subnet6.is_some() || (spec.ipv6 && self.held.pool6().is_some());
+        self.check_host_side(&spec.name, &spec.conf, dual)?;
         let subnet = self.held.choose_subnet(spec.subnet)?;
         let subnet6 = match self.held.choose_subnet6(spec.subnet6, spec.ipv6) {
             Ok(s) => s,
@@ -367,7 +369,7 @@ impl<D: Driver> Executor<D> {
         let conf = patch
             .apply(&old.conf)
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
-        self.check_host_side(name, &conf)?;
+        self.check_host_side(name, &conf, old.v6.is_some())?;
         let mut new = old.clone();
         new.resolv_conf = conf.dns.as_ref().map(|_| self.info.dirs.resolv_conf(name));
         new.conf = conf;
@@ -375,10 +377,23 @@ impl<D: Driver> Executor<D> {
     }
 
     /// What a configuration asks of the host: its own addresses, ports nobody else publishes.
-    fn check_host_side(&mut self, name: &str, conf: &Conf) -> Result<(), ApiError> {
+    fn check_host_side(&mut self, name: &str, conf: &Conf, dual: bool) -> Result<(), ApiError> {
+        let wants_v6 = conf.egress_addr6.is_some()
+            || conf
+                .ports
+                .iter()
+                .any(|p| p.host_addr.is_some_and(|a| a.is_ipv6()));
+        if wants_v6 && !dual {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("namespace {name} has no IPv6 (an IPv6 egress address or port needs it)"),
+            ));
+        }
         let wanted = conf
             .egress_addr
+            .map(IpAddr::from)
             .into_iter()
+            .chain(conf.egress_addr6.map(IpAddr::from))
             .chain(conf.ports.iter().filter_map(|p| p.host_addr));
         for addr in wanted {
             if !self.driver.is_local(addr) {
@@ -710,7 +725,10 @@ impl<D: Driver> Executor<D> {
 /// The connections an update leaves stale: every one of the namespace's when its NAT changes
 /// (their translation no longer holds), those of a published port that is gone.
 fn stale_connections(old: &Namespace, new: &Namespace) -> Vec<Conns> {
-    if old.conf.nat != new.conf.nat || old.conf.egress_addr != new.conf.egress_addr {
+    if old.conf.nat != new.conf.nat
+        || old.conf.egress_addr != new.conf.egress_addr
+        || old.conf.egress_addr6 != new.conf.egress_addr6
+    {
         let mut all = vec![Conns::Of(new.address.into())];
         all.extend(new.v6.map(|v| Conns::Of(v.address6.into())));
         return all;
@@ -724,10 +742,16 @@ fn stale_connections(old: &Namespace, new: &Namespace) -> Vec<Conns> {
                 .iter()
                 .any(|q| q.proto == p.proto && q.port == p.port)
         })
-        .map(|p| Conns::To {
-            addr: new.address.into(),
-            proto: p.proto.number(),
-            port: p.port,
+        .flat_map(|p| {
+            let addrs = [
+                Some(IpAddr::from(new.address)),
+                new.v6.map(|v| v.address6.into()),
+            ];
+            addrs.into_iter().flatten().map(|addr| Conns::To {
+                addr,
+                proto: p.proto.number(),
+                port: p.port,
+            })
         })
         .collect()
 }

@@ -7,7 +7,6 @@ use crate::model::{Listener, Namespace, PortForward, Proto, Subnet, Subnet6};
 use crate::pool::{Pool, Pool6};
 use crate::protocol::{ApiError, ErrorCode};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::Ipv4Addr;
 
 /// A host link that is dying: everything it used stays reserved until the kernel removes it.
 #[derive(Debug)]
@@ -20,7 +19,7 @@ struct Dying {
 }
 
 /// Who publishes a (protocol, port): on which host address (`None`: every one), which namespace.
-type PortHolder = (Option<Ipv4Addr>, String);
+type PortHolder = (Option<std::net::IpAddr>, String);
 
 #[derive(Debug)]
 pub struct Reservations {

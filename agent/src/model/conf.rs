@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The part of a namespace that `create` sets beyond its addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +22,9 @@ pub struct Conf {
     /// (one of the host's addresses).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress_addr: Option<Ipv4Addr>,
+    /// The same for the IPv6 traffic of a dual-stack namespace (NAT66 otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_addr6: Option<Ipv6Addr>,
 }
 
 impl Default for Conf {
@@ -32,6 +35,7 @@ impl Default for Conf {
             bandwidth: None,
             ports: vec![],
             egress_addr: None,
+            egress_addr6: None,
         }
     }
 }
@@ -48,7 +52,7 @@ impl Conf {
         if let Some(b) = &self.bandwidth {
             b.validate()?;
         }
-        if self.egress_addr.is_some() && !self.nat {
+        if (self.egress_addr.is_some() || self.egress_addr6.is_some()) && !self.nat {
             return Err(refuse(
                 "egress_addr",
                 "needs nat: true (it replaces the masquerade of outbound traffic)",
@@ -133,20 +137,21 @@ pub struct PortForward {
     pub host_port: u16,
     pub port: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_addr: Option<Ipv4Addr>,
+    pub host_addr: Option<IpAddr>,
 }
 
 /// What a forward listens on: protocol, host address (or any), host port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Listener {
     pub proto: Proto,
-    pub host_addr: Option<Ipv4Addr>,
+    pub host_addr: Option<IpAddr>,
     pub host_port: u16,
 }
 
 impl std::fmt::Display for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.host_addr {
+            Some(IpAddr::V6(a)) => write!(f, "{}/[{a}]:{}", self.proto, self.host_port),
             Some(a) => write!(f, "{}/{a}:{}", self.proto, self.host_port),
             None => write!(f, "{}/*:{}", self.proto, self.host_port),
         }

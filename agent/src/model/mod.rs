@@ -494,6 +494,7 @@ mod tests {
                 bandwidth: None,
                 ports: vec![],
                 egress_addr: None,
+                egress_addr6: None,
             },
             ns_ifname: "eth0".into(),
             host_ifname: None,
