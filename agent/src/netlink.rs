@@ -296,6 +296,36 @@ impl Rtnl {
         Ok(out)
     }
 
+    /// The main table's IPv6 routes that are not the default route, by output interface:
+    /// (destination, prefix length).
+    pub fn routes6(&mut self) -> Result<HashMap<u32, Vec<(Ipv6Addr, u8)>>, NetlinkError> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = AddressFamily::Inet6;
+        let mut out: HashMap<u32, Vec<(Ipv6Addr, u8)>> = HashMap::new();
+        for m in self.dump(RouteNetlinkMessage::GetRoute(req))? {
+            let RouteNetlinkMessage::NewRoute(r) = m else {
+                continue;
+            };
+            let len = r.header.destination_prefix_length;
+            if len == 0 || r.header.table != MAIN_TABLE {
+                continue;
+            }
+            let mut dst = None;
+            let mut oif = None;
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Destination(RouteAddress::Inet6(d)) => dst = Some(*d),
+                    RouteAttribute::Oif(i) => oif = Some(*i),
+                    _ => {}
+                }
+            }
+            if let (Some(d), Some(i)) = (dst, oif) {
+                out.entry(i).or_default().push((d, len));
+            }
+        }
+        Ok(out)
+    }
+
     /// The gateway of the main table's IPv6 default route, if any.
     pub fn default_gateway6(&mut self) -> Result<Option<Ipv6Addr>, NetlinkError> {
         let mut req = RouteMessage::default();

@@ -58,6 +58,10 @@ pub struct Opts {
     /// Seconds to let the kernel settle between methods.
     #[arg(long, default_value_t = 20)]
     pub settle: u64,
+    /// Run the agent with this IPv6 pool (dual-stack namespaces) in the nsagent-based methods;
+    /// `none`: IPv4 only.
+    #[arg(long, default_value = "none")]
+    pub pool6: String,
     /// Internal: run one method inside a sandbox.
     #[arg(long, hide = true)]
     pub phase: Option<String>,
@@ -84,6 +88,7 @@ fn run_phase(phase: &str, opts: &Opts) -> anyhow::Result<()> {
         "flat-nsagent" => methods::flat_nsagent(opts)?,
         "flat-floor" => methods::flat_floor(opts)?,
         "features" => methods::features(opts)?,
+        "dual" => methods::dual(opts)?,
         other => bail!("unknown phase {other}"),
     };
     println!("RESULT {}", serde_json::to_string(&result)?);
@@ -125,6 +130,7 @@ fn spawn_phase(phase: &str, opts: &Opts) -> anyhow::Result<Value> {
             "--bucket",
             &opts.bucket.to_string(),
         ])
+        .args(["--pool6", &opts.pool6])
         .stderr(Stdio::inherit())
         .output()
         .context("spawn phase")?;
@@ -168,6 +174,8 @@ fn orchestrate(opts: Opts) -> anyhow::Result<()> {
             "flat-nsagent" => run("flat_nsagent", "flat-nsagent", &mut results)?,
             // Creates with 2 published ports and a rate limit vs plain ones, one agent.
             "features" => run("features", "features", &mut results)?,
+            // Dual-stack creates vs IPv4-only ones, one agent with an IPv6 pool.
+            "dual" => run("dual", "dual", &mut results)?,
             other => bail!("unknown method {other}"),
         }
     }
@@ -228,6 +236,18 @@ fn print_table(report: &Value) {
         );
     }
     println!("* deletes/s: until the kernel has removed every link of the method.");
+    let x = &r["dual"];
+    if !x.is_null() {
+        println!(
+            "dual: IPv4-only {:.0} creates/s, dual stack {:.0} creates/s = {:.2}x (IPv4-only before and after: {:.0}, {:.0}); rules {}",
+            f(&x["plain_creates_per_s"]),
+            f(&x["featured_creates_per_s"]),
+            f(&x["ratio"]),
+            f(&x["plain_runs"][0]),
+            f(&x["plain_runs"][1]),
+            x["featured_rules"],
+        );
+    }
     let x = &r["features"];
     if !x.is_null() {
         println!(

@@ -43,6 +43,8 @@ impl Agent {
                 "100.64.0.0/16",
                 "--log-level",
                 "warn",
+                "--pool6",
+                &opts.pool6,
             ])
             .stdin(Stdio::null())
             .spawn()
@@ -564,24 +566,47 @@ fn rule_count() -> anyhow::Result<usize> {
 /// agent: plain, featured, plain (the featured run is compared with the mean of the plain ones
 /// around it, so that drift does not favour either).
 pub fn features(opts: &Opts) -> anyhow::Result<Value> {
+    bracketed(opts, |i, r| {
+        let port = 10000 + 2 * i;
+        r["ports"] = json!([
+            {"proto": "tcp", "host_port": port, "port": 80},
+            {"proto": "tcp", "host_port": port + 1, "port": 443},
+        ]);
+        r["bandwidth"] = json!({"ingress_bps": 100_000_000u64, "egress_bps": 100_000_000u64});
+    })
+}
+
+/// Dual-stack creates against IPv4-only ones (`"ipv6": false`) on one agent with an IPv6 pool,
+/// bracketed the same way.
+pub fn dual(opts: &Opts) -> anyhow::Result<Value> {
+    let mut opts = opts.clone();
+    if opts.pool6 == "none" {
+        opts.pool6 = "fd00:1::/48".into();
+    }
+    bracketed_with(&opts, |_, r| r["ipv6"] = json!(false), |_, _| {})
+}
+
+/// Plain, changed, plain creates on one agent (each round deleted and freed before the next);
+/// `change` alters the middle round's requests.
+fn bracketed(opts: &Opts, change: impl Fn(u32, &mut Value)) -> anyhow::Result<Value> {
+    bracketed_with(opts, |_, _| {}, change)
+}
+
+fn bracketed_with(
+    opts: &Opts,
+    plain: impl Fn(u32, &mut Value),
+    featured: impl Fn(u32, &mut Value),
+) -> anyhow::Result<Value> {
     let links0 = link_count()?;
     let _agent = Agent::start(opts)?;
-    let round = |label: &str, featured: bool| -> anyhow::Result<(f64, usize)> {
+    let round = |label: &str, alter: &dyn Fn(u32, &mut Value)| -> anyhow::Result<(f64, usize)> {
         let names: Vec<String> = (0..opts.n).map(|i| format!("{label}{i}")).collect();
         let mut per = split(&names, opts.clients, "create");
-        if featured {
-            let mut i = 0u32;
-            for reqs in &mut per {
-                for r in reqs {
-                    let port = 10000 + 2 * i;
-                    r["ports"] = json!([
-                        {"proto": "tcp", "host_port": port, "port": 80},
-                        {"proto": "tcp", "host_port": port + 1, "port": 443},
-                    ]);
-                    r["bandwidth"] =
-                        json!({"ingress_bps": 100_000_000u64, "egress_bps": 100_000_000u64});
-                    i += 1;
-                }
+        let mut i = 0u32;
+        for reqs in &mut per {
+            for r in reqs {
+                alter(i, r);
+                i += 1;
             }
         }
         let d = drive(per, opts.window)?;
@@ -592,16 +617,16 @@ pub fn features(opts: &Opts) -> anyhow::Result<Value> {
         wait_links(links0, FREE_LIMIT)?;
         Ok((opts.n as f64 / d.elapsed.as_secs_f64(), rules))
     };
-    let (p1, plain_rules) = round("p", false)?;
-    let (fe, featured_rules) = round("f", true)?;
-    let (p2, _) = round("q", false)?;
-    let plain = (p1 + p2) / 2.0;
+    let (p1, plain_rules) = round("p", &plain)?;
+    let (fe, featured_rules) = round("f", &featured)?;
+    let (p2, _) = round("q", &plain)?;
+    let mean = (p1 + p2) / 2.0;
     Ok(json!({
         "n": opts.n,
         "plain_runs": [p1, p2],
-        "plain_creates_per_s": plain,
+        "plain_creates_per_s": mean,
         "featured_creates_per_s": fe,
-        "ratio": fe / plain,
+        "ratio": fe / mean,
         "plain_rules": plain_rules,
         "featured_rules": featured_rules,
     }))

@@ -60,7 +60,7 @@ impl KernelDriver {
         let mut out = Recovery::default();
         let links = self.host.links().map_err(dump)?;
         let addrs = self.host.addresses().map_err(dump)?;
-        let addrs6 = self.host.addresses6().map_err(dump)?;
+        let routes6 = self.host.routes6().map_err(dump)?;
         let host_rates = super::tc::rates(&mut self.host).map_err(dump)?;
         let files: HashMap<String, bool> = self
             .netns
@@ -76,7 +76,7 @@ impl KernelDriver {
             let name = mark.name.clone();
             claimed.insert(name.clone());
             let host_addr = addrs.get(&l.index).and_then(|v| v.first().copied());
-            let host_addr6 = addrs6.get(&l.index).and_then(|v| v.first().copied());
+            let host_route6 = routes6.get(&l.index).and_then(|v| v.first().copied());
             let adopted = if files.get(&name) == Some(&true) {
                 match self.netns.inspect(&name, inside) {
                     Ok(inside) => {
@@ -112,7 +112,7 @@ impl KernelDriver {
                             egress_addr: as4(egress).filter(|_| mark.nat),
                             egress_addr6: as6(egress6).filter(|_| mark.nat),
                         };
-                        whole(&mark, l, (host_addr, host_addr6), &inside, &dirs, conf)
+                        whole(&mark, l, (host_addr, host_route6), &inside, &dirs, conf)
                     }
                     Err(e) => {
                         tracing::warn!(name, error = %e, "cannot look inside namespace");
@@ -262,7 +262,7 @@ fn inside(rtnl: &mut Rtnl) -> Result<Inside, NetlinkError> {
     })
 }
 
-/// The host veth's first IPv4 and IPv6 addresses (address, prefix length).
+/// The host veth's first IPv4 address and IPv6 route (address, prefix length).
 type HostAddrs = (Option<(Ipv4Addr, u8)>, Option<(Ipv6Addr, u8)>);
 
 /// Decides whether a host veth plus what is inside its namespace make a whole namespace, and
@@ -270,21 +270,19 @@ type HostAddrs = (Option<(Ipv4Addr, u8)>, Option<(Ipv6Addr, u8)>);
 fn whole(
     mark: &Mark,
     host: &LinkInfo,
-    (host_addr, host_addr6): HostAddrs,
+    (host_addr, host_route6): HostAddrs,
     inside: &Inside,
     dirs: &Dirs,
     conf: Conf,
 ) -> Option<Namespace> {
     let (gateway, prefix) = host_addr?;
     // IPv6 on both sides, or on neither.
-    let v6 = match (host_addr6, inside.peer.as_ref().and_then(|p| p.addr6)) {
+    // The host side of IPv6 is a route to the subnet (no address): docs/kernel.md.
+    let v6 = match (host_route6, inside.peer.as_ref().and_then(|p| p.addr6)) {
         (None, None) => None,
-        (Some((gw6, len)), Some(addr6)) => {
-            let mask = u128::MAX.checked_shl(128 - len as u32).unwrap_or(0);
-            let subnet6 = Subnet6::new(Ipv6Addr::from(u128::from(gw6) & mask), len)?;
-            let v6 = V6::of(subnet6);
-            let matches =
-                v6.gateway6 == gw6 && addr6 == (v6.address6, len) && inside.gateway6 == Some(gw6);
+        (Some((net, len)), Some(addr6)) => {
+            let v6 = V6::of(Subnet6::new(net, len)?);
+            let matches = addr6 == (v6.address6, len) && inside.gateway6 == Some(v6.gateway6);
             Some(matches.then_some(v6)?)
         }
         _ => return None,

@@ -126,14 +126,20 @@ pub fn host(ns: &Namespace, made: &NewNetns, ipv6: Ipv6Links) -> [Vec<Step>; 2] 
         ),
     ];
     if let Some(v6) = ns.v6 {
+        // A route, not an address: the host side needs no IPv6 address of its own (the
+        // namespace reaches gateway6 through a pinned neighbour entry and the host forwards
+        // what arrives), and an address costs four routes, MLD joins and their reports where
+        // a route costs one; every IPv6 link event walks all of them
+        // (docs/kernel.md#ipv6-on-the-host-veth-of-a-dual-stack-namespace).
         configure.extend([
             (
-                Request::create(RouteNetlinkMessage::NewAddress(address6(
-                    idx,
-                    v6.gateway6,
-                    v6.subnet6.prefix,
-                ))),
-                "add IPv6 gateway address",
+                Request::create(RouteNetlinkMessage::NewRoute(
+                    RouteMessageBuilder::<Ipv6Addr>::new()
+                        .destination_prefix(v6.subnet6.network, v6.subnet6.prefix)
+                        .output_interface(idx)
+                        .build(),
+                )),
+                "add IPv6 route to the namespace",
             ),
             (
                 Request::create(RouteNetlinkMessage::NewNeighbour(pinned_neighbour(
