@@ -144,6 +144,18 @@ fn dual_stack_namespaces_reach_upstream_over_ipv6_at_once_and_stay_isolated() {
         sb.metric("nsagent_pool_subnets{family=\"ipv4\"}"),
         Some(16384.0)
     );
+    // Deleting forgets the IPv6 connections too.
+    let tracked = |sb: &Sandbox| {
+        let a6 = addr6(&a);
+        sb.sh_status(&format!("conntrack -L -f ipv6 -s {a6} 2>/dev/null"))
+            .1
+            .lines()
+            .filter(|l| l.contains("src="))
+            .count()
+    };
+    assert!(tracked(&sb) > 0);
+    c.ok(json!({"op":"delete","name":"a"}));
+    assert_eq!(tracked(&sb), 0);
 }
 
 #[test]
