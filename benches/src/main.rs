@@ -297,6 +297,14 @@ fn print_table(report: &Value) {
         );
     }
     let (fa, ff) = (&r["flat_nsagent"], &r["flat_floor"]);
+    if !fa.is_null() {
+        println!(
+            "flat-nsagent: {} created at {:.0}/s, then all deleted at {:.0}/s (until the kernel freed them)",
+            fa["n"],
+            f(&fa["creates_per_s"]),
+            f(&fa["deletes_per_s"])
+        );
+    }
     if !fa.is_null() && !ff.is_null() {
         println!("\nflatness (namespaces alive → create rate, ns/s)");
         println!(

@@ -335,12 +335,14 @@ pub fn flat_nsagent(opts: &Opts) -> anyhow::Result<Value> {
     let creates = drive(split(&names, opts.clients, "create"), opts.window)?;
     ensure_ok(&creates, "creates")?;
     let rss = peak_rss_mib(agent.pid());
+    let t = Instant::now();
     let d = drive(split(&names, opts.clients, "delete"), opts.window)?;
     ensure_ok(&d, "deletes")?;
     wait_links(links0, FREE_LIMIT)?;
     Ok(json!({
         "n": opts.flat,
         "creates_per_s": opts.flat as f64 / creates.elapsed.as_secs_f64(),
+        "deletes_per_s": opts.flat as f64 / t.elapsed().as_secs_f64(),
         "buckets": buckets(&creates.done, opts.bucket),
         "peak_rss_mib": rss,
     }))

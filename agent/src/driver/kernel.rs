@@ -53,6 +53,7 @@ fn kind(msg: &RouteNetlinkMessage) -> &'static str {
         RouteNetlinkMessage::SetLink(_) => "setlink",
         RouteNetlinkMessage::GetLink(_) => "getlink",
         RouteNetlinkMessage::NewAddress(_) => "newaddr",
+        RouteNetlinkMessage::DelAddress(_) => "deladdr",
         RouteNetlinkMessage::NewRoute(_) => "newroute",
         RouteNetlinkMessage::NewNeighbour(_) => "newneigh",
         RouteNetlinkMessage::NewQueueDiscipline(_) => "newqdisc",
@@ -280,6 +281,17 @@ impl Driver for KernelDriver {
     }
 
     fn remove(&mut self, ns: &Namespace) {
+        // The host veth's address first: a device that still has IPv4 routes when it
+        // unregisters makes the kernel flush (walk) the host's whole FIB, once per device;
+        // without them it does not (docs/kernel.md#deleting-the-address-first).
+        let r = send(
+            &self.metrics,
+            &mut self.host,
+            vec![(requests::delete_address(ns), "delete gateway address")],
+        );
+        if let Some(Err(e)) = r.first() {
+            tracing::debug!(name = %ns.name, error = %e, "delete gateway address");
+        }
         self.netns.remove(&ns.name);
         self.etc.remove(&ns.name);
     }

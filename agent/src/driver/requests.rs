@@ -282,6 +282,15 @@ pub fn mark(ns: &Namespace) -> Request {
     ))
 }
 
+/// Deletes the host veth's IPv4 gateway address.
+pub fn delete_address(ns: &Namespace) -> Request {
+    let msg = AddressMessageBuilder::<Ipv4Addr>::new()
+        .index(ns.host_ifindex)
+        .address(ns.gateway, ns.subnet.prefix)
+        .build();
+    Request::change(RouteNetlinkMessage::DelAddress(msg))
+}
+
 /// A request to delete a link by index.
 pub fn delete_link(ifindex: u32) -> Request {
     let mut msg = LinkMessage::default();
