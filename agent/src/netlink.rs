@@ -201,6 +201,16 @@ impl Rtnl {
         &mut self,
         req: RouteNetlinkMessage,
     ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        self.dump_map(req, Some)
+    }
+
+    /// A dump whose messages are turned into what the caller keeps as they arrive: a dump of
+    /// 30,000 links never exists as 30,000 parsed messages at once.
+    pub fn dump_map<T>(
+        &mut self,
+        req: RouteNetlinkMessage,
+        mut keep: impl FnMut(RouteNetlinkMessage) -> Option<T>,
+    ) -> Result<Vec<T>, NetlinkError> {
         for _ in 0..10 {
             let mut header = NetlinkHeader::default();
             header.flags = NLM_F_REQUEST | NLM_F_DUMP;
@@ -234,7 +244,7 @@ impl Rtnl {
                             }
                             break 'recv;
                         }
-                        NetlinkPayload::InnerMessage(m) => items.push(m),
+                        NetlinkPayload::InnerMessage(m) => items.extend(keep(m)),
                         _ => {}
                     }
                 }
@@ -248,68 +258,72 @@ impl Rtnl {
 
     /// Every link of the socket's namespace.
     pub fn links(&mut self) -> Result<Vec<LinkInfo>, NetlinkError> {
-        let msgs = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
-        Ok(msgs
-            .into_iter()
-            .filter_map(|m| match m {
+        self.dump_map(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            |m| match m {
                 RouteNetlinkMessage::NewLink(l) => Some(LinkInfo::from(l)),
                 _ => None,
-            })
-            .collect())
+            },
+        )
+    }
+
+    /// Addresses of one family by ifindex: (address, prefix length).
+    fn addresses_of<A>(
+        &mut self,
+        family: AddressFamily,
+        pick: impl Fn(&AddressAttribute) -> Option<A>,
+    ) -> Result<HashMap<u32, Vec<(A, u8)>>, NetlinkError> {
+        let mut req = AddressMessage::default();
+        req.header.family = family;
+        let found = self.dump_map(RouteNetlinkMessage::GetAddress(req), |m| match m {
+            RouteNetlinkMessage::NewAddress(a) => {
+                let ip = a.attributes.iter().find_map(&pick)?;
+                Some((a.header.index, ip, a.header.prefix_len))
+            }
+            _ => None,
+        })?;
+        let mut out: HashMap<u32, Vec<(A, u8)>> = HashMap::new();
+        for (index, ip, len) in found {
+            out.entry(index).or_default().push((ip, len));
+        }
+        Ok(out)
     }
 
     /// IPv4 addresses by ifindex: (address, prefix length).
     pub fn addresses(&mut self) -> Result<HashMap<u32, Vec<(Ipv4Addr, u8)>>, NetlinkError> {
-        let mut req = AddressMessage::default();
-        req.header.family = AddressFamily::Inet;
-        let mut out: HashMap<u32, Vec<(Ipv4Addr, u8)>> = HashMap::new();
-        for m in self.dump(RouteNetlinkMessage::GetAddress(req))? {
-            if let RouteNetlinkMessage::NewAddress(a) = m {
-                for attr in &a.attributes {
-                    if let AddressAttribute::Local(IpAddr::V4(ip)) = attr {
-                        out.entry(a.header.index)
-                            .or_default()
-                            .push((*ip, a.header.prefix_len));
-                    }
-                }
-            }
-        }
-        Ok(out)
+        self.addresses_of(AddressFamily::Inet, |a| match a {
+            AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+            _ => None,
+        })
     }
 
     /// IPv6 addresses by ifindex: (address, prefix length).
     pub fn addresses6(&mut self) -> Result<HashMap<u32, Vec<(Ipv6Addr, u8)>>, NetlinkError> {
-        let mut req = AddressMessage::default();
-        req.header.family = AddressFamily::Inet6;
-        let mut out: HashMap<u32, Vec<(Ipv6Addr, u8)>> = HashMap::new();
-        for m in self.dump(RouteNetlinkMessage::GetAddress(req))? {
-            if let RouteNetlinkMessage::NewAddress(a) = m {
-                for attr in &a.attributes {
-                    if let AddressAttribute::Address(IpAddr::V6(ip)) = attr {
-                        out.entry(a.header.index)
-                            .or_default()
-                            .push((*ip, a.header.prefix_len));
-                    }
-                }
-            }
-        }
-        Ok(out)
+        self.addresses_of(AddressFamily::Inet6, |a| match a {
+            AddressAttribute::Address(IpAddr::V6(ip)) => Some(*ip),
+            _ => None,
+        })
+    }
+
+    /// The main table's routes of one family, each turned into what the caller keeps.
+    fn main_routes<T>(
+        &mut self,
+        family: AddressFamily,
+        keep: impl Fn(&RouteMessage) -> Option<T>,
+    ) -> Result<Vec<T>, NetlinkError> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = family;
+        self.dump_map(RouteNetlinkMessage::GetRoute(req), |m| match m {
+            RouteNetlinkMessage::NewRoute(r) if r.header.table == MAIN_TABLE => keep(&r),
+            _ => None,
+        })
     }
 
     /// The main table's IPv6 routes that are not the default route, by output interface:
     /// (destination, prefix length).
     pub fn routes6(&mut self) -> Result<HashMap<u32, Vec<(Ipv6Addr, u8)>>, NetlinkError> {
-        let mut req = RouteMessage::default();
-        req.header.address_family = AddressFamily::Inet6;
-        let mut out: HashMap<u32, Vec<(Ipv6Addr, u8)>> = HashMap::new();
-        for m in self.dump(RouteNetlinkMessage::GetRoute(req))? {
-            let RouteNetlinkMessage::NewRoute(r) = m else {
-                continue;
-            };
+        let found = self.main_routes(AddressFamily::Inet6, |r| {
             let len = r.header.destination_prefix_length;
-            if len == 0 || r.header.table != MAIN_TABLE {
-                continue;
-            }
             let mut dst = None;
             let mut oif = None;
             for a in &r.attributes {
@@ -319,53 +333,42 @@ impl Rtnl {
                     _ => {}
                 }
             }
-            if let (Some(d), Some(i)) = (dst, oif) {
-                out.entry(i).or_default().push((d, len));
-            }
+            (len > 0).then_some((oif?, dst?, len))
+        })?;
+        let mut out: HashMap<u32, Vec<(Ipv6Addr, u8)>> = HashMap::new();
+        for (oif, dst, len) in found {
+            out.entry(oif).or_default().push((dst, len));
         }
         Ok(out)
     }
 
     /// The gateway of the main table's IPv6 default route, if any.
     pub fn default_gateway6(&mut self) -> Result<Option<Ipv6Addr>, NetlinkError> {
-        let mut req = RouteMessage::default();
-        req.header.address_family = AddressFamily::Inet6;
-        for m in self.dump(RouteNetlinkMessage::GetRoute(req))? {
-            if let RouteNetlinkMessage::NewRoute(r) = m {
-                if r.header.destination_prefix_length == 0 && r.header.table == MAIN_TABLE {
-                    for a in &r.attributes {
-                        if let RouteAttribute::Gateway(RouteAddress::Inet6(g)) = a {
-                            return Ok(Some(*g));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(None)
+        let found = self.main_routes(AddressFamily::Inet6, |r| {
+            (r.header.destination_prefix_length == 0).then_some(())?;
+            r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(*g),
+                _ => None,
+            })
+        })?;
+        Ok(found.into_iter().next())
     }
 
     /// The main table's IPv4 default route, if any.
     pub fn default_route(&mut self) -> Result<Option<DefaultRoute>, NetlinkError> {
-        let mut req = RouteMessage::default();
-        req.header.address_family = AddressFamily::Inet;
-        for m in self.dump(RouteNetlinkMessage::GetRoute(req))? {
-            if let RouteNetlinkMessage::NewRoute(r) = m {
-                if r.header.destination_prefix_length == 0 && r.header.table == MAIN_TABLE {
-                    let mut route = DefaultRoute::default();
-                    for a in &r.attributes {
-                        match a {
-                            RouteAttribute::Gateway(RouteAddress::Inet(g)) => {
-                                route.gateway = Some(*g)
-                            }
-                            RouteAttribute::Oif(i) => route.oif = Some(*i),
-                            _ => {}
-                        }
-                    }
-                    return Ok(Some(route));
+        let found = self.main_routes(AddressFamily::Inet, |r| {
+            (r.header.destination_prefix_length == 0).then_some(())?;
+            let mut route = DefaultRoute::default();
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => route.gateway = Some(*g),
+                    RouteAttribute::Oif(i) => route.oif = Some(*i),
+                    _ => {}
                 }
             }
-        }
-        Ok(None)
+            Some(route)
+        })?;
+        Ok(found.into_iter().next())
     }
 
     /// The name of the default route's interface, if there is one.

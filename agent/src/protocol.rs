@@ -134,6 +134,23 @@ pub fn decode(line: &[u8], limits: Limits) -> Decoded {
     d
 }
 
+/// One response line (without the newline), taking the reply: an already encoded result is
+/// spliced in place (its buffer becomes the line), never parsed or copied whole.
+pub fn encode_owned(id: &Value, result: Reply) -> Vec<u8> {
+    match result {
+        Ok(Response::Encoded(crate::cmd::Encoded(mut text))) => {
+            let id = serde_json::to_vec(id).unwrap_or_else(|_| b"null".to_vec());
+            let mut prefix = br#"{"id":"#.to_vec();
+            prefix.extend_from_slice(&id);
+            prefix.extend_from_slice(br#","ok":true,"result":"#);
+            text.splice(0..0, prefix);
+            text.push(b'}');
+            text
+        }
+        other => encode(id, &other),
+    }
+}
+
 /// One response line (without the newline).
 pub fn encode(id: &Value, result: &Reply) -> Vec<u8> {
     #[derive(Serialize)]

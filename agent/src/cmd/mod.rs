@@ -76,8 +76,24 @@ pub enum Response {
     Pong(Pong),
     Namespace(crate::model::Namespace),
     Deleted(Deleted),
-    List(NamespaceList),
     Status(Status),
+    /// A result already encoded as JSON: how the executor answers a large `list`, so that the
+    /// answer exists once in memory (as its line), not as values and then as text.
+    Encoded(Encoded),
+}
+
+/// The JSON text of a result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded(pub Vec<u8>);
+
+impl Serialize for Encoded {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Only reached through `protocol::encode` of a borrowed reply (tests, refusals); the
+        // server's path splices the text in without parsing it.
+        let v: serde_json::Value =
+            serde_json::from_slice(&self.0).map_err(serde::ser::Error::custom)?;
+        v.serialize(s)
+    }
 }
 
 /// Every op: its name and how its fields are decoded and validated.

@@ -84,19 +84,16 @@ fn tbf(ifindex: u32, bps: u64) -> TcMessage {
 
 /// The rate (bits/s) of every root tbf qdisc of the socket's namespace, by ifindex.
 pub fn rates(rtnl: &mut Rtnl) -> Result<HashMap<u32, u64>, NetlinkError> {
-    let mut out = HashMap::new();
-    for m in rtnl.dump(RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()))? {
-        let RouteNetlinkMessage::NewQueueDiscipline(q) = m else {
-            continue;
-        };
-        if q.header.parent != TcHandle::ROOT {
-            continue;
-        }
-        if let Some(bps) = rate_of(&q) {
-            out.insert(q.header.index as u32, bps);
-        }
-    }
-    Ok(out)
+    let found = rtnl.dump_map(
+        RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()),
+        |m| match m {
+            RouteNetlinkMessage::NewQueueDiscipline(q) if q.header.parent == TcHandle::ROOT => {
+                Some((q.header.index as u32, rate_of(&q)?))
+            }
+            _ => None,
+        },
+    )?;
+    Ok(found.into_iter().collect())
 }
 
 fn rate_of(q: &TcMessage) -> Option<u64> {

@@ -148,7 +148,6 @@ impl Pending {
                 ))
             }),
         };
-        let _ = self.out.send(line(&self.id, &r)).await;
         observe(&self.metrics, self.op_name, &r, self.arrived);
         tracing::debug!(
             id = %self.id,
@@ -157,6 +156,9 @@ impl Pending {
             micros = self.arrived.elapsed().as_micros() as u64,
             "command"
         );
+        let mut out = protocol::encode_owned(&self.id, r);
+        out.push(b'\n');
+        let _ = self.out.send(out).await;
     }
 }
 
