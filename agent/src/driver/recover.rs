@@ -78,7 +78,8 @@ impl KernelDriver {
             let host_addr = addrs.get(&l.index).and_then(|v| v.first().copied());
             let host_route6 = routes6.get(&l.index).and_then(|v| v.first().copied());
             let adopted = if files.get(&name) == Some(&true) {
-                match self.netns.inspect(&name, inside) {
+                let dual = host_route6.is_some();
+                match self.netns.inspect(&name, |r| inside(r, dual)) {
                     Ok(inside) => {
                         let dirs = Dirs {
                             netns: self.netns.dir().to_path_buf(),
@@ -152,7 +153,7 @@ impl KernelDriver {
                 }
                 continue;
             }
-            if let Ok(inside) = self.netns.inspect(&name, inside) {
+            if let Ok(inside) = self.netns.inspect(&name, |r| inside(r, false)) {
                 if inside.lo_alias.as_deref() == Some(Mark::lo(&name).as_str()) {
                     tracing::info!(name, "removing half-built namespace (no veth)");
                     self.netns.remove(&name);
@@ -237,10 +238,16 @@ fn bandwidth(ingress_bps: Option<&u64>, egress_bps: Option<u64>) -> Option<Bandw
     (b.ingress_bps.is_some() || b.egress_bps.is_some()).then_some(b)
 }
 
-fn inside(rtnl: &mut Rtnl) -> Result<Inside, NetlinkError> {
+/// What is inside; the IPv6 side only when the host side says the namespace is dual stack
+/// (two dumps fewer per namespace otherwise: restart time at 30,000 is these dumps).
+fn inside(rtnl: &mut Rtnl, dual: bool) -> Result<Inside, NetlinkError> {
     let links = rtnl.links()?;
     let addrs = rtnl.addresses()?;
-    let addrs6 = rtnl.addresses6()?;
+    let addrs6 = if dual {
+        rtnl.addresses6()?
+    } else {
+        HashMap::new()
+    };
     let lo = links.iter().find(|l| l.index == LO_IFINDEX);
     let peer = links
         .iter()
@@ -257,7 +264,7 @@ fn inside(rtnl: &mut Rtnl) -> Result<Inside, NetlinkError> {
         lo_up: lo.is_some_and(|l| l.up),
         peer,
         gateway: rtnl.default_route()?.and_then(|r| r.gateway),
-        gateway6: rtnl.default_gateway6()?,
+        gateway6: if dual { rtnl.default_gateway6()? } else { None },
         egress_bps: super::tc::rates(rtnl)?.get(&PEER_IFINDEX).copied(),
     })
 }
