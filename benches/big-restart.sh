@@ -2,9 +2,9 @@
 # On demand (as root, inside `unshare --mount --net --propagation private`), N=20000 by default:
 # one sandbox, N namespaces: creates, list, kill -9 + restart (time to ready), list, deletes.
 set -u
-cd /work/main
+cd "$(dirname "$0")/.."
 sh scripts/sandbox-net.sh >/dev/null 2>&1
-BIN=/work/main/target/release/nsagent
+BIN=$PWD/target/release/nsagent
 S=/run/a/s.sock
 export NSAGENT_SOCKET=$S
 N=${N:-20000}
