@@ -150,7 +150,7 @@ impl NetnsDir {
     fn mark_and_mount(name: &str, path: &Path) -> Result<NewNetns, NetnsError> {
         // Mark the namespace as ours before it gets a name: a crash after the bind mount must
         // leave something recovery can recognise (lo's ifalias).
-        let mut rtnl = Rtnl::open()?;
+        let mut rtnl = Rtnl::open_small()?;
         let mark = rtnetlink::LinkUnspec::new_with_index(LO_IFINDEX)
             .alias(Mark::lo(name))
             .build();
@@ -206,7 +206,7 @@ impl NetnsDir {
         })?;
         let mut rtnl = self.away(|| {
             setns(&file, CloneFlags::CLONE_NEWNET).map_err(sys(format!("setns {name}")))?;
-            Ok(Rtnl::open()?)
+            Ok(Rtnl::open_small()?)
         })?;
         Ok(f(&mut rtnl)?)
     }
