@@ -6,7 +6,13 @@ use nsagent::cmd::{Pong, Request, Response};
 use nsagent::protocol::{decode, encode, Limits};
 
 fuzz_target!(|data: &[u8]| {
-    let d = decode(data, Limits { min_prefix: 30 });
+    let d = decode(
+        data,
+        Limits {
+            min_prefix: 30,
+            min_prefix6: Some(64),
+        },
+    );
     if let Ok(request) = &d.request {
         match request {
             Request::Create(spec) => {
@@ -15,6 +21,10 @@ fuzz_target!(|data: &[u8]| {
                 if let Some(s) = spec.subnet {
                     assert!(s.prefix >= 30 && s.prefix <= 31);
                 }
+                if let Some(s) = spec.subnet6 {
+                    assert!(s.prefix >= 64 && s.prefix <= 127);
+                }
+                assert!(spec.conf.validate().is_ok());
             }
             Request::Delete { name } | Request::Get { name } => {
                 assert!(!name.contains('/') && name != ".." && !name.is_empty());
