@@ -461,6 +461,26 @@ fn messages(
     })
 }
 
+/// (type, value) of each netlink attribute in `buf` (nested ones included: pass their value);
+/// a malformed one ends the walk. For the families whose attributes the netlink crates do not
+/// parse (ctnetlink, tc options of kinds they do not know).
+pub(crate) fn attributes(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if buf.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
+        // Without NLA_F_NESTED and NLA_F_NET_BYTEORDER.
+        let ty = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
+        if len < 4 || len > buf.len() {
+            return None;
+        }
+        let value = &buf[4..len];
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        Some((ty, value))
+    })
+}
+
 /// A socket subscribed to link notifications in the host namespace, read without blocking.
 pub struct LinkEvents {
     sock: Socket,

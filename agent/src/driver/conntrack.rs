@@ -6,7 +6,7 @@
 //! deletes the matching entries by their original tuple, pipelined on one socket.
 
 use super::Conns;
-use crate::netlink::NetlinkError;
+use crate::netlink::{attributes as attrs, NetlinkError};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 use std::collections::HashSet;
 use std::io;
@@ -27,7 +27,6 @@ const CTA_IP_V4_DST: u16 = 2;
 const CTA_IP_V6_SRC: u16 = 3;
 const CTA_IP_V6_DST: u16 = 4;
 const NLA_F_NESTED: u16 = 0x8000;
-const NLA_TYPE_MASK: u16 = 0x3fff;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const HEADER: usize = 16 + 4; // nlmsghdr + nfgenmsg
@@ -187,23 +186,6 @@ fn attr(ty: u16, value: &[u8]) -> Vec<u8> {
     a.extend_from_slice(value);
     a.resize((len + 3) & !3, 0);
     a
-}
-
-/// (type, value) of each attribute in `buf`.
-fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        if buf.len() < 4 {
-            return None;
-        }
-        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
-        let ty = u16::from_ne_bytes([buf[2], buf[3]]) & NLA_TYPE_MASK;
-        if len < 4 || len > buf.len() {
-            return None;
-        }
-        let value = &buf[4..len];
-        buf = &buf[((len + 3) & !3).min(buf.len())..];
-        Some((ty, value))
-    })
 }
 
 /// (message type, sequence number, payload after nlmsghdr) of each message in a datagram.

@@ -3,7 +3,7 @@
 //! egress limit the root qdisc of its veth inside. The qdiscs are the state: recovery reads the
 //! rates back from a qdisc dump.
 
-use crate::netlink::{NetlinkError, Request, Rtnl};
+use crate::netlink::{attributes, NetlinkError, Request, Rtnl};
 use netlink_packet_core::{DefaultNla, Nla};
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 use netlink_packet_route::RouteNetlinkMessage;
@@ -115,7 +115,7 @@ fn rate_of(q: &TcMessage) -> Option<u64> {
         let mut v = vec![0u8; o.value_len()];
         o.emit_value(&mut v);
         if o.kind() == TCA_OPTIONS {
-            attrs.extend(nested(&v));
+            attrs.extend(attributes(&v).map(|(k, v)| (k, v.to_vec())));
         } else {
             attrs.push((o.kind(), v));
         }
@@ -131,21 +131,6 @@ fn rate_of(q: &TcMessage) -> Option<u64> {
         .map(u32::from_ne_bytes);
     let bytes = rate64.or(rate32.map(u64::from))?;
     Some(bytes * 8)
-}
-
-/// The attributes packed in a nested attribute's value: (type, value), in order.
-fn nested(mut buf: &[u8]) -> Vec<(u16, Vec<u8>)> {
-    let mut out = vec![];
-    while buf.len() >= 4 {
-        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
-        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
-        if len < 4 || len > buf.len() {
-            break;
-        }
-        out.push((kind, buf[4..len].to_vec()));
-        buf = &buf[((len + 3) & !3).min(buf.len())..];
-    }
-    out
 }
 
 #[cfg(test)]
