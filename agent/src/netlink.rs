@@ -12,7 +12,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::collections::HashMap;
@@ -269,6 +269,51 @@ impl Rtnl {
             }
         }
         Err(NetlinkError::DumpInterrupted)
+    }
+
+    /// Whether `addr` is one of the namespace's own addresses: the kernel's route lookup for it
+    /// (`ip route get`) says `local`. One request, whatever the number of addresses.
+    pub fn is_local(&mut self, addr: IpAddr) -> Result<bool, NetlinkError> {
+        let mut req = RouteMessage::default();
+        let (family, len, dst) = match addr {
+            IpAddr::V4(a) => (AddressFamily::Inet, 32, RouteAddress::Inet(a)),
+            IpAddr::V6(a) => (AddressFamily::Inet6, 128, RouteAddress::Inet6(a)),
+        };
+        req.header.address_family = family;
+        req.header.destination_prefix_length = len;
+        req.attributes.push(RouteAttribute::Destination(dst));
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST;
+        let seq = self.next_seq();
+        header.sequence_number = seq;
+        let mut msg = NetlinkMessage::new(
+            header,
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetRoute(req)),
+        );
+        msg.finalize();
+        let mut out = vec![0; msg.buffer_len()];
+        msg.serialize(&mut out);
+        self.sock.send(&out, 0).map_err(NetlinkError::io)?;
+        loop {
+            let len = self
+                .sock
+                .recv(&mut &mut self.buf[..], 0)
+                .map_err(NetlinkError::io)?;
+            for msg in messages(&self.buf[..len]) {
+                let msg = msg?;
+                if msg.header.sequence_number != seq {
+                    continue;
+                }
+                return match msg.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
+                        Ok(r.header.kind == RouteType::Local)
+                    }
+                    // No route at all (e.g. an unreachable IPv6 address): not local.
+                    NetlinkPayload::Error(e) if e.code.is_some() => Ok(false),
+                    _ => Err(NetlinkError::Decode),
+                };
+            }
+        }
     }
 
     /// Every link of the socket's namespace.

@@ -361,18 +361,8 @@ impl Driver for KernelDriver {
     }
 
     fn is_local(&mut self, addr: std::net::IpAddr) -> bool {
-        let found = match addr {
-            std::net::IpAddr::V4(a) => self
-                .host
-                .addresses()
-                .map(|all| all.values().flatten().any(|(x, _)| *x == a)),
-            std::net::IpAddr::V6(a) => self
-                .host
-                .addresses6()
-                .map(|all| all.values().flatten().any(|(x, _)| *x == a)),
-        };
-        found.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "address dump");
+        self.host.is_local(addr).unwrap_or_else(|e| {
+            tracing::warn!(%addr, error = %e, "route lookup");
             false
         })
     }
