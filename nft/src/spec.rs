@@ -130,9 +130,10 @@ impl Elem {
         }
     }
 
-    /// A map element's key and data as the kernel stores them: each field in network byte order,
-    /// padded to 4 bytes (nft's concatenation layout). `None` for set elements.
-    pub(crate) fn map_entry(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+    /// The element's key, and its data for a map element, as the kernel stores them: each
+    /// field in network byte order, padded to 4 bytes (nft's concatenation layout); an
+    /// interface name NUL-padded to IFNAMSIZ.
+    pub(crate) fn key_data(&self) -> (Vec<u8>, Option<Vec<u8>>) {
         let port = |p: u16| {
             let mut v = p.to_be_bytes().to_vec();
             v.extend([0, 0]);
@@ -145,14 +146,16 @@ impl Elem {
                 key.extend(port(f.dport));
                 let mut data = octets(f.to);
                 data.extend(port(f.to_port));
-                Some((key, data))
+                (key, Some(data))
             }
-            Elem::Egress { saddr, to } => Some((octets(*saddr), octets(*to))),
-            _ => None,
+            Elem::Egress { saddr, to } => (octets(*saddr), Some(octets(*to))),
+            Elem::NsIface(n) | Elem::Uplink(n) => (ifname_key(n).to_vec(), None),
+            Elem::NatSaddr(a) => (a.octets().to_vec(), None),
+            Elem::NatSaddr6(a) => (a.octets().to_vec(), None),
         }
     }
 
-    /// Reads back a map element [`Elem::map_entry`] wrote.
+    /// Reads back a map element [`Elem::key_data`] wrote.
     pub fn from_map_entry(set: SetName, key: &[u8], data: &[u8]) -> Option<Elem> {
         let len = if set.is_ipv6() { 16 } else { 4 };
         let addr = |b: &[u8]| -> Option<IpAddr> {
@@ -462,10 +465,11 @@ mod tests {
                 to: "2001:2::9".parse().unwrap(),
             },
         ] {
-            let (key, data) = e.map_entry().unwrap();
+            let (key, data) = e.key_data();
+            let data = data.unwrap();
             assert_eq!(Elem::from_map_entry(e.set(), &key, &data), Some(e.clone()));
         }
-        let (key, _) = Elem::Forward(f).map_entry().unwrap();
+        let (key, _) = Elem::Forward(f).key_data();
         assert_eq!(key, [198, 18, 0, 1, 6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
     }
 

@@ -8,7 +8,7 @@
 //!   caller-defined *group* (one command's changes) its own messages tells which group was guilty;
 //! - a batch split over several datagrams fails, so each batch is sent as one datagram.
 
-use crate::spec::{ifname_key, ChainName, Elem, Match, SetName, TableSpec, Verdict};
+use crate::spec::{ChainName, Elem, Match, SetName, TableSpec, Verdict};
 use nftnl::expr::{Bitwise, Cmp, CmpOp, Conntrack, Counter, Lookup, Masquerade, Meta};
 use nftnl::nftnl_sys as sys;
 use nftnl::set::{Set, SetKey};
@@ -60,15 +60,7 @@ fn cstring(s: &str) -> Result<CString, NftError> {
 }
 
 /// nft's `ifname` datatype (TYPE_IFNAME = 41), 16 bytes NUL-padded.
-struct IfNameKey([u8; crate::spec::IFNAMSIZ]);
-
-impl SetKey for IfNameKey {
-    const TYPE: u32 = 41;
-    const LEN: u32 = crate::spec::IFNAMSIZ as u32;
-    fn data(&self) -> Box<[u8]> {
-        Box::new(self.0)
-    }
-}
+type IfNameKey = RawKey<41, { crate::spec::IFNAMSIZ as u32 }>;
 
 /// A key type for sets whose elements are built raw: nft's datatype number (concatenations:
 /// each type shifted in by 6 bits, as nft writes them) and the key's length.
@@ -337,20 +329,10 @@ impl Transaction {
             ElemOp::Del(e) => (e, MsgType::Del),
         };
         let name = cstring(elem.set().as_str())?;
-        match elem {
-            Elem::NsIface(n) | Elem::Uplink(n) => {
-                self.elem_msg(&name, &IfNameKey(ifname_key(n)), ty, group)
-            }
-            Elem::NatSaddr(a) => self.elem_msg(&name, a, ty, group),
-            Elem::NatSaddr6(a) => self.elem_msg(&name, a, ty, group),
-            Elem::Forward(_) | Elem::Egress { .. } => {
-                if let Some((key, data)) = elem.map_entry() {
-                    // A delete names the key only.
-                    let data = (ty == MsgType::Add).then_some(data);
-                    self.map_elem_msg(&name, &key, data.as_deref(), ty, group);
-                }
-            }
-        }
+        let (key, data) = elem.key_data();
+        // A delete names the key only.
+        let data = data.filter(|_| ty == MsgType::Add);
+        self.elem_msg(&name, &key, data.as_deref(), ty, group);
         Ok(())
     }
 
@@ -367,15 +349,7 @@ impl Transaction {
             let name = cstring(set.as_str())?;
             let s = Set::<AddrKey>::new_named(&name, 0, &self.table, ProtoFamily::Inet);
             for e in mine {
-                let (key, data) = match e {
-                    Elem::NsIface(n) | Elem::Uplink(n) => (ifname_key(n).to_vec(), None),
-                    Elem::NatSaddr(a) => (a.octets().to_vec(), None),
-                    Elem::NatSaddr6(a) => (a.octets().to_vec(), None),
-                    Elem::Forward(_) | Elem::Egress { .. } => match e.map_entry() {
-                        Some((k, d)) => (k, Some(d)),
-                        None => continue,
-                    },
-                };
+                let (key, data) = e.key_data();
                 add_raw_elem(&s, &key, data.as_deref());
             }
             for m in s.elems_iter() {
@@ -386,8 +360,8 @@ impl Transaction {
         Ok(())
     }
 
-    /// One element of one named map as its own message.
-    fn map_elem_msg(
+    /// One element of one named set or map as its own message.
+    fn elem_msg(
         &mut self,
         map: &CString,
         key: &[u8],
@@ -397,17 +371,6 @@ impl Transaction {
     ) {
         let set = Set::<AddrKey>::new_named(map, 0, &self.table, ProtoFamily::Inet);
         add_raw_elem(&set, key, data);
-        for m in set.elems_iter() {
-            self.batch.add(&m, ty);
-            self.owners.push(group);
-        }
-    }
-
-    /// One element of one named set as its own message.
-    fn elem_msg<K: SetKey>(&mut self, set: &CString, key: &K, ty: MsgType, group: Option<usize>) {
-        let mut set = Set::<K>::new_named(set, 0, &self.table, ProtoFamily::Inet);
-        set.add(key);
-        // The iterator only advances when its message is written: add as we go.
         for m in set.elems_iter() {
             self.batch.add(&m, ty);
             self.owners.push(group);
