@@ -80,113 +80,98 @@ impl Slots {
     }
 }
 
-/// The IPv4 pool.
+/// A family's subnets as the pool counts them: addresses as numbers of up to 128 bits.
+pub trait PoolSubnet: Copy {
+    /// Address bits of the family.
+    const BITS: u32;
+    fn start(self) -> u128;
+    fn end(self) -> u128;
+    fn prefix(self) -> u8;
+    /// The subnet of `prefix` bits starting at `start` (aligned by the caller).
+    fn at(start: u128, prefix: u8) -> Self;
+}
+
+impl PoolSubnet for Subnet {
+    const BITS: u32 = 32;
+    fn start(self) -> u128 {
+        Subnet::start(self).into()
+    }
+    fn end(self) -> u128 {
+        Subnet::end(self).into()
+    }
+    fn prefix(self) -> u8 {
+        self.prefix
+    }
+    fn at(start: u128, prefix: u8) -> Self {
+        Subnet {
+            network: Ipv4Addr::from(start as u32),
+            prefix,
+        }
+    }
+}
+
+impl PoolSubnet for Subnet6 {
+    const BITS: u32 = 128;
+    fn start(self) -> u128 {
+        Subnet6::start(self)
+    }
+    fn end(self) -> u128 {
+        Subnet6::end(self)
+    }
+    fn prefix(self) -> u8 {
+        self.prefix
+    }
+    fn at(start: u128, prefix: u8) -> Self {
+        Subnet6 {
+            network: Ipv6Addr::from(start),
+            prefix,
+        }
+    }
+}
+
+/// Subnets of `slot_prefix` bits carved from `base`, one family.
 #[derive(Debug)]
-pub struct Pool {
-    base: Subnet,
+pub struct AddressPool<S> {
+    base: S,
     slot_prefix: u8,
     slots: Slots,
 }
+
+/// The IPv4 pool (`--pool`, `--prefix-len`).
+pub type Pool = AddressPool<Subnet>;
+/// The IPv6 pool (`--pool6`, `--prefix-len6`).
+pub type Pool6 = AddressPool<Subnet6>;
 
 impl Pool {
+    /// `None` unless `slot_prefix` is 31 at most and inside the base (and the pool would have
+    /// at most 2^24 subnets).
     pub fn new(base: Subnet, slot_prefix: u8) -> Option<Pool> {
-        if slot_prefix < base.prefix || slot_prefix > 31 {
-            return None;
-        }
-        Some(Pool {
-            base,
-            slot_prefix,
-            slots: Slots::new(slot_prefix - base.prefix)?,
-        })
+        (slot_prefix <= 31).then_some(())?;
+        AddressPool::carve(base, slot_prefix)
     }
-
-    /// The pool's whole range.
-    pub fn base(&self) -> Subnet {
-        self.base
-    }
-
-    pub fn size(&self) -> u32 {
-        self.slots.slots
-    }
-
-    pub fn free(&self) -> u32 {
-        self.slots.free
-    }
-
-    pub fn slot_prefix(&self) -> u8 {
-        self.slot_prefix
-    }
-
-    fn subnet(&self, slot: u32) -> Subnet {
-        let start = self.base.start() + (slot << (32 - self.slot_prefix));
-        Subnet {
-            network: Ipv4Addr::from(start),
-            prefix: self.slot_prefix,
-        }
-    }
-
-    /// The slots a subnet covers, if it lies within the pool.
-    fn slots_of(&self, s: Subnet) -> Option<std::ops::RangeInclusive<u32>> {
-        if !self.base.contains(s) {
-            return None;
-        }
-        let shift = 32 - self.slot_prefix;
-        Some(((s.start() - self.base.start()) >> shift)..=((s.end() - self.base.start()) >> shift))
-    }
-
-    /// Takes the next free slot for which `usable` holds (the caller checks for overlaps with
-    /// subnets outside the pool's bookkeeping).
-    pub fn allocate(&mut self, mut usable: impl FnMut(Subnet) -> bool) -> Option<Subnet> {
-        let (base, prefix) = (self.base, self.slot_prefix);
-        let at = |slot: u32| Subnet {
-            network: Ipv4Addr::from(base.start() + (slot << (32 - prefix))),
-            prefix,
-        };
-        let slot = self.slots.allocate(|slot| usable(at(slot)))?;
-        Some(self.subnet(slot))
-    }
-
-    /// Marks a subnet (from the pool or chosen by a client) as used, if it lies in the pool.
-    pub fn mark(&mut self, s: Subnet) {
-        if let Some(r) = self.slots_of(s) {
-            for slot in r {
-                self.slots.set(slot, true);
-            }
-        }
-    }
-
-    pub fn release(&mut self, s: Subnet) {
-        if let Some(r) = self.slots_of(s) {
-            for slot in r {
-                self.slots.set(slot, false);
-            }
-        }
-    }
-}
-
-/// The IPv6 pool: the same, for subnets of `slot_prefix` bits in an IPv6 range.
-#[derive(Debug)]
-pub struct Pool6 {
-    base: Subnet6,
-    slot_prefix: u8,
-    slots: Slots,
 }
 
 impl Pool6 {
     /// `None` when `slot_prefix` is outside 64–127 or not inside the base, or the pool would
     /// have more than 2^24 subnets.
     pub fn new(base: Subnet6, slot_prefix: u8) -> Option<Pool6> {
-        if slot_prefix < base.prefix || !(64..=127).contains(&slot_prefix) {
-            return None;
-        }
-        Some(Pool6 {
+        (64..=127).contains(&slot_prefix).then_some(())?;
+        AddressPool::carve(base, slot_prefix)
+    }
+}
+
+impl<S: PoolSubnet> AddressPool<S> {
+    fn carve(base: S, slot_prefix: u8) -> Option<Self> {
+        (slot_prefix >= base.prefix()).then_some(())?;
+        Some(AddressPool {
             base,
             slot_prefix,
-            slots: Slots::new(slot_prefix - base.prefix)?,
+            slots: Slots::new(slot_prefix - base.prefix())?,
         })
     }
 
-    pub fn base(&self) -> Subnet6 {
+    /// The pool's whole range.
+    pub fn base(&self) -> S {
         self.base
     }
 
@@ -202,43 +187,49 @@ impl Pool6 {
         self.slot_prefix
     }
 
-    fn at(base: Subnet6, prefix: u8, slot: u32) -> Subnet6 {
-        Subnet6 {
-            network: Ipv6Addr::from(base.start() + ((slot as u128) << (128 - prefix))),
-            prefix,
-        }
+    fn shift(&self) -> u32 {
+        S::BITS - self.slot_prefix as u32
     }
 
-    fn slots_of(&self, s: Subnet6) -> Option<std::ops::RangeInclusive<u32>> {
-        if !self.base.contains(s) {
+    fn subnet(&self, slot: u32) -> S {
+        S::at(
+            self.base.start() + ((slot as u128) << self.shift()),
+            self.slot_prefix,
+        )
+    }
+
+    /// The slots a subnet covers, if it lies within the pool.
+    fn slots_of(&self, s: S) -> Option<std::ops::RangeInclusive<u32>> {
+        if s.start() < self.base.start() || s.end() > self.base.end() {
             return None;
         }
-        let shift = 128 - self.slot_prefix;
-        let first = (s.start() - self.base.start()) >> shift;
-        let last = (s.end() - self.base.start()) >> shift;
+        let first = (s.start() - self.base.start()) >> self.shift();
+        let last = (s.end() - self.base.start()) >> self.shift();
         Some(first as u32..=last as u32)
     }
 
-    pub fn allocate(&mut self, mut usable: impl FnMut(Subnet6) -> bool) -> Option<Subnet6> {
-        let (base, prefix) = (self.base, self.slot_prefix);
-        let slot = self
-            .slots
-            .allocate(|slot| usable(Pool6::at(base, prefix, slot)))?;
-        Some(Pool6::at(base, prefix, slot))
+    /// Takes the next free slot for which `usable` holds (the caller checks for overlaps with
+    /// subnets outside the pool's bookkeeping).
+    pub fn allocate(&mut self, mut usable: impl FnMut(S) -> bool) -> Option<S> {
+        let (start, prefix, shift) = (self.base.start(), self.slot_prefix, self.shift());
+        let at = |slot: u32| S::at(start + ((slot as u128) << shift), prefix);
+        let slot = self.slots.allocate(|slot| usable(at(slot)))?;
+        Some(self.subnet(slot))
     }
 
-    pub fn mark(&mut self, s: Subnet6) {
-        if let Some(r) = self.slots_of(s) {
-            for slot in r {
-                self.slots.set(slot, true);
-            }
-        }
+    /// Marks a subnet (from the pool or chosen by a client) as used, if it lies in the pool.
+    pub fn mark(&mut self, s: S) {
+        self.set(s, true);
     }
 
-    pub fn release(&mut self, s: Subnet6) {
+    pub fn release(&mut self, s: S) {
+        self.set(s, false);
+    }
+
+    fn set(&mut self, s: S, used: bool) {
         if let Some(r) = self.slots_of(s) {
             for slot in r {
-                self.slots.set(slot, false);
+                self.slots.set(slot, used);
             }
         }
     }
