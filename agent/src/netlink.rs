@@ -219,6 +219,20 @@ impl Rtnl {
         self.dump_map(req, Some)
     }
 
+    /// Sends one request with these flags; returns its sequence number.
+    fn send_one(&mut self, req: RouteNetlinkMessage, flags: u16) -> Result<u32, NetlinkError> {
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        let seq = self.next_seq();
+        header.sequence_number = seq;
+        let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(req));
+        msg.finalize();
+        let mut out = vec![0; msg.buffer_len()];
+        msg.serialize(&mut out);
+        self.sock.send(&out, 0).map_err(NetlinkError::io)?;
+        Ok(seq)
+    }
+
     /// A dump whose messages are turned into what the caller keeps as they arrive: a dump of
     /// 30,000 links never exists as 30,000 parsed messages at once.
     pub fn dump_map<T>(
@@ -227,15 +241,7 @@ impl Rtnl {
         mut keep: impl FnMut(RouteNetlinkMessage) -> Option<T>,
     ) -> Result<Vec<T>, NetlinkError> {
         for _ in 0..10 {
-            let mut header = NetlinkHeader::default();
-            header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-            let seq = self.next_seq();
-            header.sequence_number = seq;
-            let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(req.clone()));
-            msg.finalize();
-            let mut out = vec![0; msg.buffer_len()];
-            msg.serialize(&mut out);
-            self.sock.send(&out, 0).map_err(NetlinkError::io)?;
+            let seq = self.send_one(req.clone(), NLM_F_REQUEST | NLM_F_DUMP)?;
             let mut items = vec![];
             let mut interrupted = false;
             'recv: loop {
@@ -282,18 +288,7 @@ impl Rtnl {
         req.header.address_family = family;
         req.header.destination_prefix_length = len;
         req.attributes.push(RouteAttribute::Destination(dst));
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST;
-        let seq = self.next_seq();
-        header.sequence_number = seq;
-        let mut msg = NetlinkMessage::new(
-            header,
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetRoute(req)),
-        );
-        msg.finalize();
-        let mut out = vec![0; msg.buffer_len()];
-        msg.serialize(&mut out);
-        self.sock.send(&out, 0).map_err(NetlinkError::io)?;
+        let seq = self.send_one(RouteNetlinkMessage::GetRoute(req), NLM_F_REQUEST)?;
         loop {
             let len = self
                 .sock
