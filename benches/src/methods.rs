@@ -399,9 +399,7 @@ pub fn flat_floor(opts: &Opts) -> anyhow::Result<Value> {
         made.push(ns);
     }
     let elapsed = start.elapsed();
-    for ns in &made {
-        drv.remove(ns);
-    }
+    drv.remove(&made);
     wait_links(links0, FREE_LIMIT)?;
     Ok(json!({
         "n": opts.flat,

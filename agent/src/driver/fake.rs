@@ -50,12 +50,14 @@ impl Driver for Fake {
             .collect()
     }
 
-    fn remove(&mut self, ns: &Namespace) {
-        self.netns.remove(&ns.name);
-        if !self.hold_links {
-            self.links.remove(&ns.host_ifindex);
+    fn remove(&mut self, nss: &[Namespace]) {
+        for ns in nss {
+            self.netns.remove(&ns.name);
+            if !self.hold_links {
+                self.links.remove(&ns.host_ifindex);
+            }
+            self.gone.push(ns.host_ifindex);
         }
-        self.gone.push(ns.host_ifindex);
     }
 
     fn nft(&mut self, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>> {

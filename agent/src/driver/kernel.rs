@@ -280,20 +280,23 @@ impl Driver for KernelDriver {
         all.into_iter().map(|b| self.finish(b)).collect()
     }
 
-    fn remove(&mut self, ns: &Namespace) {
-        // The host veth's address first: a device that still has IPv4 routes when it
-        // unregisters makes the kernel flush (walk) the host's whole FIB, once per device;
-        // without them it does not (docs/kernel.md#deleting-the-address-first).
-        let r = send(
-            &self.metrics,
-            &mut self.host,
-            vec![(requests::delete_address(ns), "delete gateway address")],
-        );
-        if let Some(Err(e)) = r.first() {
-            tracing::debug!(name = %ns.name, error = %e, "delete gateway address");
+    fn remove(&mut self, nss: &[Namespace]) {
+        // The host veths' addresses first, in one pipeline: a device that still has IPv4
+        // routes when it unregisters makes the kernel flush (walk) the host's whole FIB, once
+        // per device; without them it does not (docs/kernel.md#deleting-the-address-first).
+        let steps = nss
+            .iter()
+            .map(|ns| (requests::delete_address(ns), "delete gateway address"))
+            .collect();
+        for (ns, r) in nss.iter().zip(send(&self.metrics, &mut self.host, steps)) {
+            if let Err(e) = r {
+                tracing::debug!(name = %ns.name, error = %e, "delete gateway address");
+            }
         }
-        self.netns.remove(&ns.name);
-        self.etc.remove(&ns.name);
+        for ns in nss {
+            self.netns.remove(&ns.name);
+            self.etc.remove(&ns.name);
+        }
     }
 
     fn nft(&mut self, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>> {

@@ -99,7 +99,7 @@ pub trait Driver {
     /// (its netns file removed) before this returns.
     fn create(&mut self, items: &[Namespace]) -> Vec<Result<(), CreateFailure>>;
     /// Removes a namespace's file; the kernel destroys the namespace and its veth pair.
-    fn remove(&mut self, ns: &Namespace);
+    fn remove(&mut self, nss: &[Namespace]);
     /// One nft transaction with one group of element changes per command.
     fn nft(&mut self, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>>;
     /// Host links that disappeared since the last call.

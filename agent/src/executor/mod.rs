@@ -422,6 +422,7 @@ impl<D: Driver> Executor<D> {
             .collect();
         let nft = self.driver.nft(&groups);
         let mut gone = vec![];
+        let mut removed = vec![];
         let mut answers = Vec::with_capacity(planned.len());
         for ((p, nl), nf) in planned.into_iter().zip(netlink).zip(nft) {
             let r = match p.change {
@@ -429,7 +430,7 @@ impl<D: Driver> Executor<D> {
                 Change::Delete => {
                     let address = p.ns.address;
                     let address6 = p.ns.v6.map(|v| v.address6);
-                    let r = self.settle_delete(p.ns, nf);
+                    let r = self.settle_delete(p.ns, nf, &mut removed);
                     if r.is_ok() {
                         gone.push(Conns::Of(address.into()));
                         gone.extend(address6.map(|a| Conns::Of(a.into())));
@@ -447,6 +448,7 @@ impl<D: Driver> Executor<D> {
             };
             answers.push((p.reply, r));
         }
+        self.driver.remove(&removed);
         // Before the answers: once a delete is acknowledged, no connection of its address is
         // left in the kernel's table.
         self.driver.forget(&gone);
@@ -528,7 +530,7 @@ impl<D: Driver> Executor<D> {
             (Ok(()), Err(e)) => {
                 tracing::info!(name = %ns.name, error = %e, "create rolled back: nft rejected its elements");
                 self.held.release_ports(&ns);
-                self.driver.remove(&ns);
+                self.driver.remove(std::slice::from_ref(&ns));
                 self.held.start_dying(&ns, false);
                 Err(DriverError::from(e).into())
             }
@@ -546,16 +548,24 @@ impl<D: Driver> Executor<D> {
         }
     }
 
-    fn settle_delete(&mut self, ns: Namespace, nft: Result<(), GroupError>) -> Reply {
+    /// A delete the nft phase let through goes to `removed`, whose netns files the caller
+    /// removes in one go.
+    fn settle_delete(
+        &mut self,
+        ns: Namespace,
+        nft: Result<(), GroupError>,
+        removed: &mut Vec<Namespace>,
+    ) -> Reply {
         if let Err(e) = nft {
             tracing::warn!(name = %ns.name, error = %e, "delete failed at nft; namespace kept");
             return Err(DriverError::from(e).into());
         }
         self.leave_live(&ns);
         self.held.release_ports(&ns);
-        self.driver.remove(&ns);
         self.held.start_dying(&ns, true);
-        Ok(Response::Deleted(Deleted { name: ns.name }))
+        let name = ns.name.clone();
+        removed.push(ns);
+        Ok(Response::Deleted(Deleted { name }))
     }
 
     fn go_live(&mut self, ns: Namespace) {
@@ -582,7 +592,7 @@ impl<D: Driver> Executor<D> {
         if let Some(Err(e)) = self.driver.nft(&[ops]).pop() {
             tracing::warn!(name, error = %e, "removing elements of an externally deleted namespace");
         }
-        self.driver.remove(&ns);
+        self.driver.remove(std::slice::from_ref(&ns));
         let mut conns = vec![Conns::Of(ns.address.into())];
         conns.extend(ns.v6.map(|v| Conns::Of(v.address6.into())));
         self.driver.forget(&conns);
