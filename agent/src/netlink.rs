@@ -12,6 +12,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -395,6 +396,20 @@ impl Rtnl {
             out.entry(oif).or_default().push((dst, len));
         }
         Ok(out)
+    }
+
+    /// The ids this namespace has given other namespaces (`ip netns list-id`).
+    pub fn nsids(&mut self) -> Result<Vec<i32>, NetlinkError> {
+        self.dump_map(
+            RouteNetlinkMessage::GetNsId(NsidMessage::default()),
+            |m| match m {
+                RouteNetlinkMessage::NewNsId(n) => n.attributes.iter().find_map(|a| match a {
+                    NsidAttribute::Id(id) => Some(*id),
+                    _ => None,
+                }),
+                _ => None,
+            },
+        )
     }
 
     /// The gateway of the main table's IPv6 default route, if any.

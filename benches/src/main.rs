@@ -62,6 +62,9 @@ pub struct Opts {
     /// `none`: IPv4 only.
     #[arg(long, default_value = "none")]
     pub pool6: String,
+    /// The agent's IPv4 pool in the nsagent-based methods (a /13 for `--flat 30000`).
+    #[arg(long, default_value = "100.64.0.0/16")]
+    pub pool: String,
     /// Internal: run one method inside a sandbox.
     #[arg(long, hide = true)]
     pub phase: Option<String>,
@@ -130,7 +133,7 @@ fn spawn_phase(phase: &str, opts: &Opts) -> anyhow::Result<Value> {
             "--bucket",
             &opts.bucket.to_string(),
         ])
-        .args(["--pool6", &opts.pool6])
+        .args(["--pool6", &opts.pool6, "--pool", &opts.pool])
         .stderr(Stdio::inherit())
         .output()
         .context("spawn phase")?;

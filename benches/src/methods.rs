@@ -40,7 +40,7 @@ impl Agent {
                 "--socket",
                 SOCKET,
                 "--pool",
-                "100.64.0.0/16",
+                &opts.pool,
                 "--log-level",
                 "warn",
                 "--pool6",
@@ -361,7 +361,7 @@ pub fn flat_floor(opts: &Opts) -> anyhow::Result<Value> {
         etc_netns: "/run/etc-netns".into(),
     };
     let etc = nsagent::driver::EtcNetns::new(dirs.etc_netns.clone());
-    let mut drv = KernelDriver::new(dir, etc, "floor".into(), metrics)?.with_kernel_default_ipv6();
+    let mut drv = KernelDriver::new(dir, etc, "floor".into(), metrics)?.naive();
     let spec = nft::TableSpec::new("floor", true);
     drv.nft_socket()
         .run_all_or_nothing(nft::Transaction::replace_table(

@@ -23,6 +23,44 @@ pub struct KernelDriver {
     table: String,
     metrics: Arc<Metrics>,
     ipv6: Ipv6Links,
+    nsids: Nsids,
+    naive_nsids: bool,
+}
+
+/// The host's ids for new namespaces, handed out downwards from the top of the id space: the
+/// newest namespace has the lowest id, and the kernel's id look-ups (a walk in id order that
+/// stops at the match) for the namespace being built stay short however many are alive
+/// (docs/kernel.md#namespace-ids-handed-out-downwards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Nsids {
+    next: i32,
+}
+
+impl Nsids {
+    const TOP: i32 = i32::MAX;
+    /// Below this the agent starts again from the top (after a billion creates); ids still
+    /// taken there are refused by the kernel and the namespace gets one of its choosing.
+    const FLOOR: i32 = 1 << 30;
+
+    /// Continues below the lowest id of ours the kernel already holds (after a restart).
+    fn after(existing: &[i32]) -> Self {
+        let lowest = existing
+            .iter()
+            .copied()
+            .filter(|&id| id >= Self::FLOOR)
+            .min();
+        let next = match lowest {
+            Some(l) if l > Self::FLOOR => l - 1,
+            _ => Self::TOP,
+        };
+        Nsids { next }
+    }
+
+    fn take(&mut self) -> i32 {
+        let id = self.next;
+        self.next = if id <= Self::FLOOR { Self::TOP } else { id - 1 };
+        id
+    }
 }
 
 /// One namespace on its way through [`KernelDriver::create`].
@@ -58,6 +96,7 @@ fn kind(msg: &RouteNetlinkMessage) -> &'static str {
         RouteNetlinkMessage::NewNeighbour(_) => "newneigh",
         RouteNetlinkMessage::NewQueueDiscipline(_) => "newqdisc",
         RouteNetlinkMessage::DelQueueDiscipline(_) => "delqdisc",
+        RouteNetlinkMessage::NewNsId(_) => "newnsid",
         _ => "other",
     }
 }
@@ -104,23 +143,32 @@ impl KernelDriver {
             source,
         };
         let events = LinkEvents::open().map_err(open)?;
+        let mut host = Rtnl::open().map_err(open)?;
+        let nsids = Nsids::after(&host.nsids().map_err(|source| DriverError::Netlink {
+            step: "dump namespace ids",
+            source,
+        })?);
         Ok(KernelDriver {
             netns,
             conntrack: Conntrack::open().map_err(open)?,
             etc,
-            host: Rtnl::open().map_err(open)?,
+            host,
             events,
             nft: NftSocket::open()?,
             table,
             metrics,
             ipv6: Ipv6Links::Off,
+            nsids,
+            naive_nsids: false,
         })
     }
 
-    /// Leaves IPv6 address generation on the veth ends at the kernel's default instead of off.
-    /// Only the benchmark's naive floor wants this: it measures what the agent's choice saves.
-    pub fn with_kernel_default_ipv6(mut self) -> Self {
+    /// The kernel's defaults instead of the agent's choices: IPv6 address generation on the
+    /// veth ends, namespace ids picked by the kernel. Only the benchmark's naive floor wants
+    /// this: it measures what the choices save.
+    pub fn naive(mut self) -> Self {
         self.ipv6 = Ipv6Links::KernelDefault;
+        self.naive_nsids = true;
         self
     }
 
@@ -194,6 +242,24 @@ impl KernelDriver {
         }
     }
 
+    /// Each new namespace's id in the host, before its veth exists. Best effort: an id the
+    /// kernel refuses (taken by someone else) only means the kernel picks one itself.
+    fn assign_nsids(&mut self, all: &[Building]) {
+        if self.naive_nsids {
+            return;
+        }
+        let reqs: Vec<Request> = all
+            .iter()
+            .filter_map(|b| b.netns.as_ref())
+            .map(|made| requests::nsid(made, self.nsids.take()))
+            .collect();
+        for r in pipeline(&self.metrics, &mut self.host, reqs) {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "assign namespace id");
+            }
+        }
+    }
+
     /// One pipelined round on the host socket for every namespace still on track.
     fn host_round(&mut self, all: &mut [Building], round: usize) {
         let mut owner = vec![];
@@ -260,6 +326,7 @@ impl KernelDriver {
 impl Driver for KernelDriver {
     fn create(&mut self, items: &[Namespace]) -> Vec<Result<(), CreateFailure>> {
         let mut all: Vec<Building> = items.iter().map(|ns| self.start(ns)).collect();
+        self.assign_nsids(&all);
         // Host side, two pipelined rounds on the host socket: every veth pair, then the
         // configuration of the pairs that were made.
         self.host_round(&mut all, 0);
@@ -387,5 +454,22 @@ impl Driver for KernelDriver {
         let r = self.host.pipeline(vec![requests::get_link(ifindex)]);
         // ENODEV means gone; anything else, assume it is still there and ask again later.
         !matches!(r.first(), Some(Err(NetlinkError::Errno { errno, .. })) if *errno == libc::ENODEV)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Nsids;
+
+    #[test]
+    fn nsids_go_down_below_what_the_kernel_holds_and_wrap_at_the_floor() {
+        let mut n = Nsids::after(&[0, 3]);
+        assert_eq!(n.take(), i32::MAX);
+        assert_eq!(n.take(), i32::MAX - 1);
+        let mut n = Nsids::after(&[0, i32::MAX, i32::MAX - 7]);
+        assert_eq!(n.take(), i32::MAX - 8);
+        let mut n = Nsids::after(&[Nsids::FLOOR + 1]);
+        assert_eq!(n.take(), Nsids::FLOOR);
+        assert_eq!(n.take(), i32::MAX);
     }
 }

@@ -12,6 +12,7 @@ use netlink_packet_route::link::{
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
+use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{
     AddressMessageBuilder, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -271,6 +272,18 @@ pub fn disable_ipv6(ifname: &str) {
         // No IPv6 in this kernel, or the device is already gone: nothing to save.
         tracing::debug!(ifname, error = %e, "disable_ipv6");
     }
+}
+
+/// Gives the new namespace the id `id` in the host's table of namespace ids (`ip netns set`),
+/// before anything about its veth is built: the kernel finds a namespace's id by walking that
+/// table in id order, once for every message about a host veth, so an id below every other
+/// one makes those walks short (docs/kernel.md#namespace-ids-handed-out-downwards).
+pub fn nsid(made: &NewNetns, id: i32) -> Request {
+    let mut m = NsidMessage::default();
+    m.attributes
+        .push(NsidAttribute::Fd(made.fd.as_raw_fd() as u32));
+    m.attributes.push(NsidAttribute::Id(id));
+    Request::create(RouteNetlinkMessage::NewNsId(m))
 }
 
 /// Sets the host veth's ownership mark (it says whether the namespace has NAT).

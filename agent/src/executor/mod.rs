@@ -65,7 +65,10 @@ pub struct Executor<D: Driver> {
     info: Info,
     limits: Limits,
     held: Reservations,
-    live: HashMap<String, Namespace>,
+    /// Boxed: the table of a map doubles when it grows, and a table of whole `Namespace`s
+    /// doubling at 28,672 entries made the agent's peak memory jump by 26 MiB; a table of
+    /// pointers grows by 1 MiB.
+    live: HashMap<String, Box<Namespace>>,
     /// Host ifindex -> name of live namespaces, to recognise links deleted by someone else.
     by_ifindex: HashMap<u32, String>,
     /// Jobs waiting for a name's old namespace to be gone, in arrival order.
@@ -274,7 +277,7 @@ impl<D: Driver> Executor<D> {
                 job.reply,
                 self.live
                     .get(&name)
-                    .map(|ns| Response::Namespace(ns.clone()))
+                    .map(|ns| Response::Namespace(Namespace::clone(ns)))
                     .ok_or_else(|| not_found(&name)),
             ),
             Request::List => answer(job.reply, self.list()),
@@ -282,7 +285,7 @@ impl<D: Driver> Executor<D> {
                 Some(ns) => {
                     return Some(Planned {
                         change: Change::Delete,
-                        ns: ns.clone(),
+                        ns: Namespace::clone(ns),
                         reply: job.reply,
                     })
                 }
@@ -360,7 +363,7 @@ impl<D: Driver> Executor<D> {
         let old = self
             .live
             .get(name)
-            .cloned()
+            .map(|b| Namespace::clone(b))
             .ok_or_else(|| not_found(name))?;
         let conf = patch
             .apply(&old.conf)
@@ -511,7 +514,7 @@ impl<D: Driver> Executor<D> {
         }
         self.held.release_ports(&old);
         self.elements += driver::elems(&new).len() as i64 - driver::elems(&old).len() as i64;
-        self.live.insert(new.name.clone(), new.clone());
+        self.live.insert(new.name.clone(), Box::new(new.clone()));
         Ok(Response::Namespace(new))
     }
 
@@ -571,7 +574,7 @@ impl<D: Driver> Executor<D> {
     fn go_live(&mut self, ns: Namespace) {
         self.elements += driver::elems(&ns).len() as i64;
         self.by_ifindex.insert(ns.host_ifindex, ns.name.clone());
-        self.live.insert(ns.name.clone(), ns);
+        self.live.insert(ns.name.clone(), Box::new(ns));
     }
 
     fn leave_live(&mut self, ns: &Namespace) {
@@ -583,7 +586,7 @@ impl<D: Driver> Executor<D> {
     /// Someone else deleted part of a live namespace (its veth, or its netns file): remove the
     /// rest, so that what the agent reports is what exists.
     fn external_removal(&mut self, name: &str, link_gone: bool) {
-        let Some(ns) = self.live.get(name).cloned() else {
+        let Some(ns) = self.live.get(name).map(|b| Namespace::clone(b)) else {
             return;
         };
         self.leave_live(&ns);
@@ -708,7 +711,7 @@ impl<D: Driver> Executor<D> {
         struct ListRef<'a> {
             namespaces: Vec<&'a Namespace>,
         }
-        let mut namespaces: Vec<&Namespace> = self.live.values().collect();
+        let mut namespaces: Vec<&Namespace> = self.live.values().map(|b| &**b).collect();
         namespaces.sort_by(|a, b| a.name.cmp(&b.name));
         // Room for the line around it, so that splicing it in does not reallocate.
         let mut text = Vec::with_capacity(64 + 320 * namespaces.len());

@@ -197,7 +197,7 @@ fn explicit_subnets_and_exhaustion() {
 
 impl Executor<Fake> {
     fn get_live(&self, name: &str) -> Option<&Namespace> {
-        self.live.get(name)
+        self.live.get(name).map(|b| &**b)
     }
 }
 
