@@ -85,7 +85,6 @@ fn throughput(sb: &Sandbox, ns: &str, into: bool) -> f64 {
 #[test]
 fn bandwidth_limits_hold_both_ways_and_survive_a_restart() {
     let mut sb = Sandbox::new();
-    sb.sh("ip netns exec upstream iperf3 -s -D -1 >/dev/null 2>&1 || true");
     let mut c = sb.client();
     for (name, bps) in [("slow", 10_000_000u64), ("fast", 100_000_000)] {
         let ns = c.ok(json!({"op":"create","name":name,
@@ -94,7 +93,9 @@ fn bandwidth_limits_hold_both_ways_and_survive_a_restart() {
         for into in [true, false] {
             // One server run per measurement: -1 ends it after one client.
             sb.sh("ip netns exec upstream iperf3 -s -D -1 >/dev/null 2>&1");
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            // The daemon binds after it has detached: wait for its listener (a loaded CI
+            // machine took more than a fixed pause once).
+            sb.sh("for i in $(seq 100); do ip netns exec upstream ss -Hltn 'sport = :5201' | grep -q . && break; sleep 0.05; done");
             let got = throughput(&sb, name, into);
             let ratio = got / bps as f64;
             assert!(
