@@ -23,8 +23,8 @@ pub struct KernelDriver {
     table: String,
     metrics: Arc<Metrics>,
     ipv6: Ipv6Links,
-    nsids: Nsids,
-    naive_nsids: bool,
+    /// `None`: the kernel picks each namespace's id (the naive floor).
+    nsids: Option<Nsids>,
 }
 
 /// The host's ids for new namespaces, handed out downwards from the top of the id space: the
@@ -158,8 +158,7 @@ impl KernelDriver {
             table,
             metrics,
             ipv6: Ipv6Links::Off,
-            nsids,
-            naive_nsids: false,
+            nsids: Some(nsids),
         })
     }
 
@@ -168,7 +167,7 @@ impl KernelDriver {
     /// this: it measures what the choices save.
     pub fn naive(mut self) -> Self {
         self.ipv6 = Ipv6Links::KernelDefault;
-        self.naive_nsids = true;
+        self.nsids = None;
         self
     }
 
@@ -245,13 +244,13 @@ impl KernelDriver {
     /// Each new namespace's id in the host, before its veth exists. Best effort: an id the
     /// kernel refuses (taken by someone else) only means the kernel picks one itself.
     fn assign_nsids(&mut self, all: &[Building]) {
-        if self.naive_nsids {
+        let Some(nsids) = self.nsids.as_mut() else {
             return;
-        }
+        };
         let reqs: Vec<Request> = all
             .iter()
             .filter_map(|b| b.netns.as_ref())
-            .map(|made| requests::nsid(made, self.nsids.take()))
+            .map(|made| requests::nsid(made, nsids.take()))
             .collect();
         for r in pipeline(&self.metrics, &mut self.host, reqs) {
             if let Err(e) = r {
