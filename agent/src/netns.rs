@@ -245,3 +245,162 @@ pub fn force_ipv6_forwarding(ifname: &str) -> std::io::Result<()> {
 pub fn enable_ipv4_forwarding() -> std::io::Result<()> {
     std::fs::write("/proc/sys/net/ipv4/ip_forward", b"1")
 }
+
+/// Deleted namespaces kept alive until they can die together: each is bind-mounted into the
+/// current generation (a tmpfs of its own) when its netns file is removed, and one lazy unmount
+/// of the generation lets the kernel have all of them at once. The kernel's clean-up of a dying
+/// namespace visits every namespace still alive, so namespaces that die in one batch skip each
+/// other: a mass delete costs what its survivors cost, not the square of its size
+/// (docs/kernel.md#deleting-in-one-kernel-batch).
+///
+/// Mounts, not fds: a host's open-file limit is often below the number of namespaces it runs.
+/// A crash leaves the generation mounted; the next start releases it.
+pub struct Graveyard {
+    base: PathBuf,
+    generation: u64,
+    held: usize,
+    since: Option<std::time::Instant>,
+}
+
+impl Graveyard {
+    /// Next to the netns directory (never in it: `ip netns list` would show it), a private
+    /// tmpfs, so that the mounts in it propagate nowhere. What an earlier agent left held there
+    /// (it crashed) is released first. The tmpfs is reused, never unmounted: mounting it under a
+    /// shared `/run` copies it into every mount namespace that receives `/run`'s mounts (e.g.
+    /// systemd services), and those copies stay, so it is mounted once per boot, not per start.
+    pub fn open(netns_dir: &Path) -> Result<Self, NetnsError> {
+        let name = netns_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "netns".into());
+        let base = netns_dir
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join(format!(".{name}-nsagent-dying"));
+        let io = |what: String| {
+            move |e: std::io::Error| NetnsError::Sys {
+                what,
+                err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            }
+        };
+        std::fs::create_dir_all(&base).map_err(io(format!("create {}", base.display())))?;
+        let private = |base: &Path| {
+            mount(
+                None::<&str>,
+                base,
+                None::<&str>,
+                MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+        };
+        // EINVAL: not a mount point yet.
+        if private(&base).is_err() {
+            mount(
+                Some("tmpfs"),
+                &base,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                Some("mode=0700"),
+            )
+            .map_err(sys(format!("mount tmpfs on {}", base.display())))?;
+            private(&base).map_err(sys(format!("make {} private", base.display())))?;
+        }
+        let entries = std::fs::read_dir(&base).map_err(io(format!("read {}", base.display())))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let _ = umount2(&path, MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(&path);
+        }
+        Ok(Graveyard {
+            base,
+            generation: 0,
+            held: 0,
+            since: None,
+        })
+    }
+
+    fn current(&self) -> PathBuf {
+        self.base.join(self.generation.to_string())
+    }
+
+    /// Keeps the namespace mounted at `path` alive past the removal of that file. `false`: it
+    /// could not (e.g. the host's mount limit), and the namespace dies when its file goes.
+    pub fn hold(&mut self, path: &Path) -> bool {
+        let gen = self.current();
+        if self.held == 0 {
+            let made = std::fs::create_dir(&gen)
+                .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
+            let mounted = made.and_then(|()| {
+                mount(
+                    Some("tmpfs"),
+                    &gen,
+                    Some("tmpfs"),
+                    MsFlags::empty(),
+                    Some("mode=0700"),
+                )
+            });
+            if let Err(e) = mounted {
+                tracing::debug!(path = %gen.display(), error = %e, "cannot start a graveyard generation");
+                let _ = std::fs::remove_dir(&gen);
+                return false;
+            }
+            self.since = Some(std::time::Instant::now());
+        }
+        // Numbered, not named: a name can be deleted, made and deleted again meanwhile.
+        let target = gen.join(self.held.to_string());
+        let held = std::fs::File::create(&target)
+            .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+            .and_then(|_| {
+                mount(
+                    Some(path),
+                    &target,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+            });
+        match held {
+            Ok(()) => {
+                self.held += 1;
+                true
+            }
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "cannot hold a deleted namespace");
+                if self.held == 0 {
+                    self.release();
+                }
+                false
+            }
+        }
+    }
+
+    /// How many are held, and since when.
+    pub fn held(&self) -> (usize, Option<std::time::Instant>) {
+        (self.held, self.since)
+    }
+
+    /// Lets every held namespace die at once: one lazy unmount of the generation drops all of
+    /// its mounts in one kernel call. Returns how many it released.
+    pub fn release(&mut self) -> usize {
+        if self.since.is_none() {
+            return 0;
+        }
+        let gen = self.current();
+        if let Err(e) = umount2(&gen, MntFlags::MNT_DETACH) {
+            if e != nix::Error::EINVAL && e != nix::Error::ENOENT {
+                tracing::warn!(path = %gen.display(), error = %e, "release the graveyard");
+            }
+        }
+        let _ = std::fs::remove_dir(&gen);
+        let n = std::mem::take(&mut self.held);
+        self.since = None;
+        self.generation += 1;
+        n
+    }
+}
+
+impl Drop for Graveyard {
+    fn drop(&mut self) {
+        self.release();
+    }
+}

@@ -14,6 +14,7 @@
 
 mod check;
 mod methods;
+mod plot;
 mod sandbox;
 
 use anyhow::{bail, Context};
@@ -46,6 +47,9 @@ pub struct Opts {
     pub flat: usize,
     #[arg(long, default_value_t = 500)]
     pub bucket: usize,
+    /// Flatness runs (floor and nsagent alternating); the report is the median of each figure.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
     /// Comma-separated methods to run.
     #[arg(long, default_value = "nsagent,ipbatch,shell,flat")]
     pub methods: String,
@@ -169,8 +173,15 @@ fn orchestrate(opts: Opts) -> anyhow::Result<()> {
             "ipbatch" => run("ipbatch", "ipbatch", &mut results)?,
             "shell" => run("shell", "shell", &mut results)?,
             "flat" if opts.flat > 0 => {
-                run("flat_floor", "flat-floor", &mut results)?;
-                run("flat_nsagent", "flat-nsagent", &mut results)?;
+                let (mut floor, mut agent) = (vec![], vec![]);
+                for _ in 0..opts.runs.max(1) {
+                    run("flat_floor", "flat-floor", &mut results)?;
+                    floor.extend(results.remove("flat_floor"));
+                    run("flat_nsagent", "flat-nsagent", &mut results)?;
+                    agent.extend(results.remove("flat_nsagent"));
+                }
+                results.insert("flat_floor".into(), median_of(floor));
+                results.insert("flat_nsagent".into(), median_of(agent));
             }
             "flat" => {}
             // The agent alone at scale (e.g. `--flat 10000` for its memory at 10,000).
@@ -184,7 +195,7 @@ fn orchestrate(opts: Opts) -> anyhow::Result<()> {
     }
     let report = json!({
         "params": {"n": opts.n, "clients": opts.clients, "window": opts.window, "rate": opts.rate,
-                   "flat": opts.flat, "bucket": opts.bucket},
+                   "flat": opts.flat, "bucket": opts.bucket, "runs": opts.runs},
         "results": results,
     });
     print_table(&report);
@@ -193,7 +204,62 @@ fn orchestrate(opts: Opts) -> anyhow::Result<()> {
     }
     std::fs::write(&opts.json, serde_json::to_vec_pretty(&report)?)?;
     println!("\nJSON: {}", opts.json);
+    if !report["results"]["flat_nsagent"].is_null() && !report["results"]["flat_floor"].is_null() {
+        let svg = std::path::Path::new(&opts.json).with_extension("svg");
+        plot::flatness_svg(&report, &svg)?;
+        println!("plot: {}", svg.display());
+    }
     Ok(())
+}
+
+/// The median of several runs of one method: every number (bucket by bucket for arrays of
+/// numbers) is the median over the runs; the runs themselves are kept under `runs`.
+fn median_of(runs: Vec<Value>) -> Value {
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+    fn merge(vals: &[&Value]) -> Value {
+        match vals.first() {
+            Some(Value::Number(_)) => {
+                json!(median(vals.iter().filter_map(|v| v.as_f64()).collect()))
+            }
+            Some(Value::Array(a)) if a.iter().all(Value::is_number) => {
+                let len = vals
+                    .iter()
+                    .filter_map(|v| v.as_array())
+                    .map(Vec::len)
+                    .min()
+                    .unwrap_or(0);
+                (0..len)
+                    .map(|i| merge(&vals.iter().map(|v| &v[i]).collect::<Vec<_>>()))
+                    .collect()
+            }
+            Some(Value::Object(o)) => o
+                .keys()
+                .map(|k| {
+                    (
+                        k.clone(),
+                        merge(&vals.iter().map(|v| &v[k]).collect::<Vec<_>>()),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+            // Strings (the NAT check's "ok/sampled") and lists of objects: the first run's,
+            // every run's is under `runs`.
+            Some(v) => (*v).clone(),
+            None => Value::Null,
+        }
+    }
+    let mut out = merge(&runs.iter().collect::<Vec<_>>());
+    if let Some(o) = out.as_object_mut() {
+        o.insert("runs".into(), Value::Array(runs));
+    }
+    out
 }
 
 fn f(v: &Value) -> f64 {
@@ -300,40 +366,75 @@ fn print_table(report: &Value) {
         );
     }
     let (fa, ff) = (&r["flat_nsagent"], &r["flat_floor"]);
-    if !fa.is_null() {
+    for (name, x) in [("flat-nsagent", fa), ("flat-floor", ff)] {
+        if x.is_null() {
+            continue;
+        }
         println!(
-            "flat-nsagent: {} created at {:.0}/s, then all deleted at {:.0}/s (until the kernel freed them)",
-            fa["n"],
-            f(&fa["creates_per_s"]),
-            f(&fa["deletes_per_s"])
+            "{name}: {:.0} created at {:.0}/s, all deleted at {:.0}/s (until freed); NAT check 1 in 100: {}; kernel per namespace: MemAvailable -{:.0} KiB, slab +{:.0} KiB",
+            f(&x["n"]),
+            f(&x["creates_per_s"]),
+            f(&x["deletes_per_s"]),
+            x["check"].as_str().unwrap_or("-"),
+            f(&x["kernel_mem"]["available_drop_kib_per_ns"]),
+            f(&x["kernel_mem"]["slab_kib_per_ns"]),
         );
     }
     if !fa.is_null() && !ff.is_null() {
-        println!("\nflatness (namespaces alive → create rate, ns/s)");
+        let size = report["params"]["bucket"].as_u64().unwrap_or(500) as usize;
+        let n = report["params"]["flat"].as_u64().unwrap_or(0) as usize;
         println!(
-            "{:>12} {:>10} {:>12} {:>8}",
-            "bucket", "nsagent", "naive floor", "ratio"
+            "\nflatness (median of {} runs; ns/s; deletes run from the full host down)",
+            report["params"]["runs"]
         );
-        let (ba, bf) = (fa["buckets"].as_array(), ff["buckets"].as_array());
-        if let (Some(ba), Some(bf)) = (ba, bf) {
-            for (i, (x, y)) in ba.iter().zip(bf).enumerate() {
-                let size = report["params"]["bucket"].as_u64().unwrap_or(500) as usize;
-                println!(
-                    "{:>5}-{:<6} {:>10.0} {:>12.0} {:>8.2}",
-                    i * size,
-                    (i + 1) * size,
-                    f(x),
-                    f(y),
-                    f(x) / f(y)
-                );
-            }
-        }
         println!(
-            "overall: nsagent {:.0} ns/s, floor {:.0} ns/s; nsagent peak RSS {:.1} MiB with {} alive",
+            "{:>13} {:>9} {:>9} {:>7} {:>13} {:>9} {:>9}",
+            "alive", "creates", "floor", "ratio", "alive", "deletes", "floor"
+        );
+        let col = |x: &Value, k: &str, i: usize| f(&x[k][i]);
+        let rows = fa["buckets"].as_array().map_or(0, Vec::len);
+        for i in 0..rows {
+            let down = n.saturating_sub(i * size);
+            println!(
+                "{:>6}-{:<6} {:>9.0} {:>9.0} {:>7.2} {:>6}-{:<6} {:>9.0} {:>9.0}",
+                i * size,
+                (i + 1) * size,
+                col(fa, "buckets", i),
+                col(ff, "buckets", i),
+                col(fa, "buckets", i) / col(ff, "buckets", i),
+                down,
+                down.saturating_sub(size),
+                col(fa, "delete_buckets", i),
+                col(ff, "delete_buckets", i),
+            );
+        }
+        let last = rows.saturating_sub(1);
+        println!(
+            "flatness, last bucket / first: creates nsagent {:.2} (floor {:.2}); deletes, full host / last {} alive: nsagent {:.2} (floor {:.2})",
+            col(fa, "buckets", last) / col(fa, "buckets", 0),
+            col(ff, "buckets", last) / col(ff, "buckets", 0),
+            size,
+            col(fa, "delete_buckets", 0) / col(fa, "delete_buckets", last),
+            col(ff, "delete_buckets", 0) / col(ff, "delete_buckets", last),
+        );
+        println!(
+            "overall: nsagent {:.0} ns/s, floor {:.0} ns/s; nsagent peak RSS {:.1} MiB with {:.0} alive",
             f(&fa["creates_per_s"]),
             f(&ff["creates_per_s"]),
             f(&fa["peak_rss_mib"]),
-            fa["n"]
+            f(&fa["n"])
         );
+        println!("slab caches that grew most (nsagent run, KiB per namespace):");
+        for c in fa["kernel_mem"]["slab_top"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            println!(
+                "  {:<28} {:>7.1}",
+                c["cache"].as_str().unwrap_or("?"),
+                f(&c["kib_per_ns"])
+            );
+        }
     }
 }

@@ -328,23 +328,61 @@ fn buckets(done: &[Duration], size: usize) -> Vec<f64> {
     out
 }
 
+/// Deletes `names` newest first, one bucket at a time, each timed until the kernel has freed its
+/// links (one host link per namespace): the rate per bucket as the host empties.
+fn delete_buckets(
+    names: &[String],
+    size: usize,
+    links0: usize,
+    mut delete: impl FnMut(&[String]) -> anyhow::Result<()>,
+) -> anyhow::Result<(Vec<f64>, f64)> {
+    let start = Instant::now();
+    let mut rates = vec![];
+    let mut left = names.len();
+    while left > 0 {
+        let from = left.saturating_sub(size);
+        let t = Instant::now();
+        delete(&names[from..left])?;
+        wait_links(links0 + from, FREE_LIMIT)?;
+        rates.push((left - from) as f64 / t.elapsed().as_secs_f64());
+        left = from;
+    }
+    Ok((rates, names.len() as f64 / start.elapsed().as_secs_f64()))
+}
+
+/// Every 100th namespace must pass the NAT check: nothing is dropped to stay flat.
+fn check_sample(names: &[String]) -> anyhow::Result<String> {
+    let sample: Vec<String> = names.iter().step_by(100).cloned().collect();
+    let ok = check::check_all(&sample, sandbox::UPLINK_ADDR)?;
+    Ok(format!("{ok}/{}", sample.len()))
+}
+
 pub fn flat_nsagent(opts: &Opts) -> anyhow::Result<Value> {
+    check::start_listener()?;
     let links0 = link_count()?;
     let agent = Agent::start(opts)?;
     let names: Vec<String> = (0..opts.flat).map(|i| format!("f{i}")).collect();
+    let mem0 = sandbox::kernel_mem()?;
     let creates = drive(split(&names, opts.clients, "create"), opts.window)?;
     ensure_ok(&creates, "creates")?;
+    let mem = sandbox::kernel_mem_growth(&mem0, &sandbox::kernel_mem()?, opts.flat);
     let rss = peak_rss_mib(agent.pid());
-    let t = Instant::now();
-    let d = drive(split(&names, opts.clients, "delete"), opts.window)?;
-    ensure_ok(&d, "deletes")?;
-    wait_links(links0, FREE_LIMIT)?;
+    let check = check_sample(&names)?;
+    let (deletes, deletes_per_s) = delete_buckets(&names, opts.bucket, links0, |chunk| {
+        ensure_ok(
+            &drive(split(chunk, opts.clients, "delete"), opts.window)?,
+            "deletes",
+        )
+    })?;
     Ok(json!({
         "n": opts.flat,
         "creates_per_s": opts.flat as f64 / creates.elapsed.as_secs_f64(),
-        "deletes_per_s": opts.flat as f64 / t.elapsed().as_secs_f64(),
+        "deletes_per_s": deletes_per_s,
         "buckets": buckets(&creates.done, opts.bucket),
+        "delete_buckets": deletes,
         "peak_rss_mib": rss,
+        "kernel_mem": mem,
+        "check": check,
     }))
 }
 
@@ -353,6 +391,7 @@ pub fn flat_nsagent(opts: &Opts) -> anyhow::Result<Value> {
 pub fn flat_floor(opts: &Opts) -> anyhow::Result<Value> {
     use nsagent::driver::{Driver, KernelDriver};
     use nsagent::model::{Namespace, NamespaceSpec, Subnet};
+    check::start_listener()?;
     let links0 = link_count()?;
     let dir = nsagent::driver::NetnsDir::prepare(Path::new("/run/netns"))?;
     let metrics = std::sync::Arc::new(metrics::Metrics::new("bench", "bench")?);
@@ -362,12 +401,15 @@ pub fn flat_floor(opts: &Opts) -> anyhow::Result<Value> {
     };
     let etc = nsagent::driver::EtcNetns::new(dirs.etc_netns.clone());
     let mut drv = KernelDriver::new(dir, etc, "floor".into(), metrics)?.naive();
+    // What the agent does at start-up: a router forwards.
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", b"1")?;
     let spec = nft::TableSpec::new("floor", true);
     drv.nft_socket()
         .run_all_or_nothing(nft::Transaction::replace_table(
             &spec,
             &[nft::Elem::Uplink("uplink0".into())],
         )?)?;
+    let mem0 = sandbox::kernel_mem()?;
     let start = Instant::now();
     let mut done = vec![];
     let mut made = vec![];
@@ -399,12 +441,23 @@ pub fn flat_floor(opts: &Opts) -> anyhow::Result<Value> {
         made.push(ns);
     }
     let elapsed = start.elapsed();
-    drv.remove(&made);
-    wait_links(links0, FREE_LIMIT)?;
+    let mem = sandbox::kernel_mem_growth(&mem0, &sandbox::kernel_mem()?, opts.flat);
+    let names: Vec<String> = made.iter().map(|ns| ns.name.clone()).collect();
+    let check = check_sample(&names)?;
+    let (deletes, deletes_per_s) = delete_buckets(&names, opts.bucket, links0, |chunk| {
+        let from = made.len() - chunk.len();
+        drv.remove(&made[from..]);
+        made.truncate(from);
+        Ok(())
+    })?;
     Ok(json!({
         "n": opts.flat,
         "creates_per_s": opts.flat as f64 / elapsed.as_secs_f64(),
+        "deletes_per_s": deletes_per_s,
         "buckets": buckets(&done, opts.bucket),
+        "delete_buckets": deletes,
+        "kernel_mem": mem,
+        "check": check,
     }))
 }
 

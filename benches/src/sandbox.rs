@@ -1,6 +1,7 @@
 //! Inside a phase: the sandbox's network (the test harness's layout) and small kernel helpers.
 
 use anyhow::{bail, Context};
+use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -124,4 +125,60 @@ pub fn percentiles(mut v: Vec<f64>) -> serde_json::Value {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let p = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     serde_json::json!({"p50": p(0.5), "p90": p(0.9), "p99": p(0.99), "max": v[v.len() - 1], "n": v.len()})
+}
+
+/// The kernel's memory as the flatness run reads it: MemAvailable and each slab cache's
+/// footprint (its slabs × pages per slab), in KiB.
+pub struct KernelMem {
+    available_kib: f64,
+    slab_kib: HashMap<String, f64>,
+}
+
+pub fn kernel_mem() -> anyhow::Result<KernelMem> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo")?;
+    let available_kib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("MemAvailable")?;
+    // SAFETY: sysconf has no preconditions.
+    let page_kib = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as f64 / 1024.0;
+    let mut slab_kib = HashMap::new();
+    // "name active num objsize perslab pagesperslab : tunables … : slabdata active_slabs num_slabs …"
+    for l in std::fs::read_to_string("/proc/slabinfo")?.lines().skip(2) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+        if let (Some(name), Some(pages), Some(slabs)) = (f.first(), num(5), num(14)) {
+            slab_kib.insert(name.to_string(), slabs * pages * page_kib);
+        }
+    }
+    Ok(KernelMem {
+        available_kib,
+        slab_kib,
+    })
+}
+
+/// What `n` namespaces cost the kernel between two readings: MemAvailable's drop and the slab
+/// caches that grew most, per namespace. Slab counts lag frees (caches keep their pages), so
+/// only growth between two readings on the way up is meaningful.
+pub fn kernel_mem_growth(before: &KernelMem, after: &KernelMem, n: usize) -> serde_json::Value {
+    let per = |kib: f64| kib / n.max(1) as f64;
+    let mut grown: Vec<(&String, f64)> = after
+        .slab_kib
+        .iter()
+        .map(|(k, v)| (k, v - before.slab_kib.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    grown.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let slab_total: f64 = grown.iter().map(|x| x.1).sum();
+    let top: Vec<serde_json::Value> = grown
+        .iter()
+        .take(15)
+        .map(|(k, d)| serde_json::json!({"cache": k, "kib_per_ns": per(*d)}))
+        .collect();
+    serde_json::json!({
+        "available_drop_kib_per_ns": per(before.available_kib - after.available_kib),
+        "slab_kib_per_ns": per(slab_total),
+        "slab_top": top,
+    })
 }

@@ -284,3 +284,73 @@ fn a_restart_with_a_thousand_namespaces_adopts_them_all() {
     c.ok(json!({"op":"create","name":"after"}));
     assert_eq!(c.ok(json!({"op":"status"}))["namespaces"], 1000);
 }
+
+/// Deleted namespaces are held so that a burst of deletes dies in one kernel batch
+/// (docs/kernel.md#deleting-in-one-kernel-batch). Whatever happens next — a pause, the same
+/// name created again, SIGTERM, `kill -9` — they are handed to the kernel, and nothing held
+/// stays mounted.
+#[test]
+fn deleted_namespaces_are_released_whatever_happens() {
+    let mut sb = Sandbox::new();
+    // Mounts below the graveyard (generations and the namespaces they hold), and the graveyard.
+    let mounts = |sb: &Sandbox| {
+        let out = sb.sh("cut -d' ' -f5 /proc/self/mountinfo");
+        let below = out
+            .lines()
+            .filter(|m| m.starts_with("/run/.netns-nsagent-dying/"))
+            .count();
+        let base = out
+            .lines()
+            .filter(|m| *m == "/run/.netns-nsagent-dying")
+            .count();
+        (below, base)
+    };
+    let mut c = sb.client();
+    for i in 0..40 {
+        c.send(json!({"op":"create","name":format!("g{i}")}));
+    }
+    for i in 0..40 {
+        c.send(json!({"op":"delete","name":format!("g{i}")}));
+    }
+    for _ in 0..80 {
+        let r = c.recv().expect("response");
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    // Acknowledged deletes are gone for everyone at once; the kernel gets them after a pause.
+    assert!(sb.netns_files().is_empty());
+    c.err(json!({"op":"get","name":"g3"}), "not_found");
+    sb.wait_until("a pause releases them", || {
+        sb.host_links().is_empty() && mounts(&sb) == (0, 1)
+    });
+    // A name deleted and created again at once.
+    c.ok(json!({"op":"create","name":"again"}));
+    c.ok(json!({"op":"delete","name":"again"}));
+    let again = c.ok(json!({"op":"create","name":"again"}));
+    assert_eq!(sb.netns_files(), vec!["again"]);
+    // Deleted just before a `kill -9`: the next start releases them.
+    for i in 0..10 {
+        c.ok(json!({"op":"create","name":format!("k{i}")}));
+    }
+    for i in 0..10 {
+        c.send(json!({"op":"delete","name":format!("k{i}")}));
+    }
+    for _ in 0..10 {
+        assert_eq!(c.recv().expect("response")["ok"], true);
+    }
+    drop(c);
+    sb.kill_agent();
+    sb.start_agent();
+    let only_again = vec![again["host_ifname"].as_str().unwrap().to_string()];
+    sb.wait_until("released after kill -9", || {
+        sb.host_links() == only_again && mounts(&sb) == (0, 1)
+    });
+    assert_eq!(
+        sb.listed().keys().cloned().collect::<Vec<_>>(),
+        vec!["again"]
+    );
+    // Deleted just before SIGTERM: released at exit.
+    sb.client().ok(json!({"op":"delete","name":"again"}));
+    sb.stop_agent();
+    assert_eq!(mounts(&sb), (0, 1));
+    sb.wait_until("released at exit", || sb.host_links().is_empty());
+}

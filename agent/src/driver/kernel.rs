@@ -6,7 +6,7 @@ use super::requests::{self, Ipv6Links, Step};
 use super::{Conns, CreateFailure, Driver, DriverError, EtcNetns, Gone};
 use crate::model::{Namespace, PEER_IFINDEX};
 use crate::netlink::{LinkEvent, LinkEvents, NetlinkError, Request, Rtnl};
-use crate::netns::{NetnsDir, NewNetns};
+use crate::netns::{Graveyard, NetnsDir, NewNetns};
 use metrics::Metrics;
 use netlink_packet_route::RouteNetlinkMessage;
 use nft::{ElemOp, GroupError, NftSocket};
@@ -25,6 +25,8 @@ pub struct KernelDriver {
     ipv6: Ipv6Links,
     /// `None`: the kernel picks each namespace's id (the naive floor).
     nsids: Option<Nsids>,
+    /// `None`: a removed namespace dies at once (the naive floor, or no tmpfs could be mounted).
+    graveyard: Option<Graveyard>,
 }
 
 /// The host's ids for new namespaces, handed out downwards from the top of the id space: the
@@ -149,7 +151,6 @@ impl KernelDriver {
             source,
         })?);
         Ok(KernelDriver {
-            netns,
             conntrack: Conntrack::open().map_err(open)?,
             etc,
             host,
@@ -159,6 +160,10 @@ impl KernelDriver {
             metrics,
             ipv6: Ipv6Links::Off,
             nsids: Some(nsids),
+            graveyard: Graveyard::open(netns.dir())
+                .map_err(|e| tracing::warn!(error = %e, "deleted namespaces will die one by one"))
+                .ok(),
+            netns,
         })
     }
 
@@ -168,6 +173,7 @@ impl KernelDriver {
     pub fn naive(mut self) -> Self {
         self.ipv6 = Ipv6Links::KernelDefault;
         self.nsids = None;
+        self.graveyard = None;
         self
     }
 
@@ -360,9 +366,20 @@ impl Driver for KernelDriver {
             }
         }
         for ns in nss {
+            if let Some(g) = &mut self.graveyard {
+                g.hold(&self.netns.path(&ns.name));
+            }
             self.netns.remove(&ns.name);
             self.etc.remove(&ns.name);
         }
+    }
+
+    fn release_removed(&mut self) -> usize {
+        self.graveyard.as_mut().map_or(0, Graveyard::release)
+    }
+
+    fn removed_held(&self) -> (usize, Option<Instant>) {
+        self.graveyard.as_ref().map_or((0, None), Graveyard::held)
     }
 
     fn nft(&mut self, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>> {

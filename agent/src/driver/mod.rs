@@ -98,8 +98,18 @@ pub trait Driver {
     /// The netlink phase for a batch of creates. A failed item has been undone by the driver
     /// (its netns file removed) before this returns.
     fn create(&mut self, items: &[Namespace]) -> Vec<Result<(), CreateFailure>>;
-    /// Removes a namespace's file; the kernel destroys the namespace and its veth pair.
+    /// Removes a namespace's file; the kernel destroys the namespace and its veth pair, once
+    /// [`Driver::release_removed`] lets it (a driver may hold removed namespaces so that they die
+    /// together).
     fn remove(&mut self, nss: &[Namespace]);
+    /// Lets every removed namespace the driver holds die now; returns how many.
+    fn release_removed(&mut self) -> usize {
+        0
+    }
+    /// How many removed namespaces the driver holds, and since when.
+    fn removed_held(&self) -> (usize, Option<std::time::Instant>) {
+        (0, None)
+    }
     /// One nft transaction with one group of element changes per command.
     fn nft(&mut self, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>>;
     /// Host links that disappeared since the last call.

@@ -30,6 +30,12 @@ const PENDING_WAIT: Duration = Duration::from_secs(10);
 /// How long a create waits for the kernel to destroy the previous namespace of its name before
 /// it is answered `busy` (a process inside can hold that namespace forever).
 const NAME_REUSE_WAIT: Duration = Duration::from_secs(10);
+/// Deleted namespaces are held and handed to the kernel together (netns::Graveyard), once
+/// deletes pause this long: a burst of deletes then dies in one kernel batch.
+const RELEASE_IDLE: Duration = Duration::from_millis(100);
+/// ... or once the oldest held one has waited this long, so that a steady trickle of deletes
+/// still reaches the kernel.
+const RELEASE_AFTER: Duration = Duration::from_secs(5);
 /// How often an idle executor looks for kernel events; more often while it waits for some.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 const WAITING_POLL: Duration = Duration::from_millis(20);
@@ -167,14 +173,19 @@ impl<D: Driver> Executor<D> {
             self.reap(&mut batch);
             self.expire_deferred();
             if batch.is_empty() {
-                let wait = if self.held.dying() == 0 && self.deferred.is_empty() {
+                let wait = if self.driver.removed_held().0 > 0 {
+                    RELEASE_IDLE
+                } else if self.held.dying() == 0 && self.deferred.is_empty() {
                     IDLE_POLL
                 } else {
                     WAITING_POLL
                 };
                 match rx.recv_timeout(wait) {
                     Ok(job) => batch.push_back(job),
-                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.release_removed("idle");
+                        continue;
+                    }
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
@@ -190,11 +201,19 @@ impl<D: Driver> Executor<D> {
             self.metrics.batch_size.observe(batch.len() as f64);
             self.metrics.queue_depth.set(rx.len() as i64);
             self.process(&mut batch);
+            // A create waits for a name still held, or the oldest held has waited enough.
+            let (_, since) = self.driver.removed_held();
+            if !self.deferred.is_empty() {
+                self.release_removed("name_wanted");
+            } else if since.is_some_and(|t| t.elapsed() >= RELEASE_AFTER) {
+                self.release_removed("age");
+            }
             self.update_gauges();
         }
         if self.limits.cleanup_on_exit {
             self.cleanup_all();
         }
+        self.release_removed("exit");
         tracing::info!("command queue closed; executor stops");
     }
 
@@ -680,13 +699,30 @@ impl<D: Driver> Executor<D> {
     }
 
     fn wait_for_kernel_cleanup(&mut self, batch: &mut VecDeque<Job>) {
-        if self.held.dying() < self.limits.max_pending {
+        // Deletes cannot add to the kernel's memory: only creates wait.
+        let creates = batch
+            .iter()
+            .any(|j| matches!(j.request, Request::Create(_)));
+        if !creates || self.held.dying() < self.limits.max_pending {
             return;
         }
+        self.release_removed("pending_limit");
         let deadline = Instant::now() + PENDING_WAIT;
         while self.held.dying() >= self.limits.max_pending && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
             self.reap(batch);
+        }
+    }
+
+    /// Hands every held deleted namespace to the kernel at once.
+    fn release_removed(&mut self, why: &str) {
+        let n = self.driver.release_removed();
+        if n > 0 {
+            tracing::debug!(
+                namespaces = n,
+                why,
+                "released deleted namespaces to the kernel"
+            );
         }
     }
 
