@@ -96,6 +96,10 @@ pub struct Rtnl {
 /// 32 KiB), so a smaller buffer costs more datagrams, never truncated ones.
 const HOST_BUFFER: usize = 64 << 10;
 const NAMESPACE_BUFFER: usize = 16 << 10;
+/// A link dump holds RTNL while it fills each datagram, and with thousands of namespaces each
+/// link costs the kernel a walk (docs/kernel.md#the-host-veth-seen-from-inside): page-sized
+/// datagrams of a few links each let every other RTNL user in between.
+const BACKGROUND_BUFFER: usize = 4 << 10;
 
 /// Largest datagram we send: several requests share one datagram, the kernel handles them in order.
 const SEND_CHUNK: usize = 32 * 1024;
@@ -110,6 +114,11 @@ impl Rtnl {
     /// one per namespace (128 of 64 KiB buffers were 8 MiB of the agent's peak memory).
     pub fn open_small() -> Result<Self, NetlinkError> {
         Self::open_with(NAMESPACE_BUFFER)
+    }
+
+    /// A socket for a dump that runs beside the agent's work (start-up's orphan sweep).
+    pub fn open_background() -> Result<Self, NetlinkError> {
+        Self::open_with(BACKGROUND_BUFFER)
     }
 
     fn open_with(buffer: usize) -> Result<Self, NetlinkError> {
@@ -239,7 +248,16 @@ impl Rtnl {
     pub fn dump_map<T>(
         &mut self,
         req: RouteNetlinkMessage,
+        keep: impl FnMut(RouteNetlinkMessage) -> Option<T>,
+    ) -> Result<Vec<T>, NetlinkError> {
+        self.dump_tries(req, keep, true)
+    }
+
+    fn dump_tries<T>(
+        &mut self,
+        req: RouteNetlinkMessage,
         mut keep: impl FnMut(RouteNetlinkMessage) -> Option<T>,
+        settled: bool,
     ) -> Result<Vec<T>, NetlinkError> {
         for _ in 0..10 {
             let seq = self.send_one(req.clone(), NLM_F_REQUEST | NLM_F_DUMP)?;
@@ -271,7 +289,7 @@ impl Rtnl {
                     }
                 }
             }
-            if !interrupted {
+            if !interrupted || !settled {
                 return Ok(items);
             }
         }
@@ -289,7 +307,19 @@ impl Rtnl {
         req.header.address_family = family;
         req.header.destination_prefix_length = len;
         req.attributes.push(RouteAttribute::Destination(dst));
-        let seq = self.send_one(RouteNetlinkMessage::GetRoute(req), NLM_F_REQUEST)?;
+        Ok(match self.get(RouteNetlinkMessage::GetRoute(req)) {
+            Ok(RouteNetlinkMessage::NewRoute(r)) => r.header.kind == RouteType::Local,
+            // No route at all (e.g. an unreachable IPv6 address): not local.
+            Err(NetlinkError::Errno { .. }) => false,
+            Ok(_) => return Err(NetlinkError::Decode),
+            Err(e) => return Err(e),
+        })
+    }
+
+    /// One request answered by one message (a `get` without `NLM_F_DUMP`); the kernel's error
+    /// as `NetlinkError::Errno`.
+    fn get(&mut self, req: RouteNetlinkMessage) -> Result<RouteNetlinkMessage, NetlinkError> {
+        let seq = self.send_one(req, NLM_F_REQUEST)?;
         loop {
             let len = self
                 .sock
@@ -301,14 +331,42 @@ impl Rtnl {
                     continue;
                 }
                 return match msg.payload {
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
-                        Ok(r.header.kind == RouteType::Local)
-                    }
-                    // No route at all (e.g. an unreachable IPv6 address): not local.
-                    NetlinkPayload::Error(e) if e.code.is_some() => Ok(false),
+                    NetlinkPayload::InnerMessage(m) => Ok(m),
+                    NetlinkPayload::Error(e) => match e.code {
+                        Some(code) => Err(NetlinkError::errno(-code.get())),
+                        None => Err(NetlinkError::Decode),
+                    },
                     _ => Err(NetlinkError::Decode),
                 };
             }
+        }
+    }
+
+    /// One link by ifindex; `None` if there is none. One request, not a dump: dumping the host's
+    /// links costs the kernel O(N²) with N namespaces (docs/kernel.md#the-host-veth-seen-from-inside).
+    pub fn link(&mut self, index: u32) -> Result<Option<LinkInfo>, NetlinkError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        self.get_link(msg)
+    }
+
+    /// One link of the namespace that has id `nsid` here (`IFLA_TARGET_NETNSID`), by ifindex.
+    /// Asked from inside a namespace about its own host veth, the kernel finds the veth's peer
+    /// namespace id in that namespace's own short id table, not in the host's
+    /// (docs/kernel.md#the-host-veth-seen-from-inside).
+    pub fn link_in(&mut self, nsid: i32, index: u32) -> Result<Option<LinkInfo>, NetlinkError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::IfNetnsId(nsid));
+        self.get_link(msg)
+    }
+
+    fn get_link(&mut self, msg: LinkMessage) -> Result<Option<LinkInfo>, NetlinkError> {
+        match self.get(RouteNetlinkMessage::GetLink(msg)) {
+            Ok(RouteNetlinkMessage::NewLink(l)) => Ok(Some(LinkInfo::from(l))),
+            Ok(_) => Err(NetlinkError::Decode),
+            Err(NetlinkError::Errno { errno, .. }) if errno == libc::ENODEV => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -320,6 +378,20 @@ impl Rtnl {
                 RouteNetlinkMessage::NewLink(l) => Some(LinkInfo::from(l)),
                 _ => None,
             },
+        )
+    }
+
+    /// Every link, in one pass even if links changed meanwhile (then some may be missing or
+    /// stale): for a caller that checks what it acts on, and whose dump would otherwise be
+    /// interrupted again and again by the agent's own creates.
+    pub fn links_unsettled(&mut self) -> Result<Vec<LinkInfo>, NetlinkError> {
+        self.dump_tries(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            |m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(LinkInfo::from(l)),
+                _ => None,
+            },
+            false,
         )
     }
 
@@ -446,11 +518,7 @@ impl Rtnl {
         let Some(oif) = self.default_route()?.and_then(|r| r.oif) else {
             return Ok(None);
         };
-        Ok(self
-            .links()?
-            .into_iter()
-            .find(|l| l.index == oif)
-            .map(|l| l.name))
+        Ok(self.link(oif)?.map(|l| l.name))
     }
 }
 
@@ -465,6 +533,10 @@ pub struct LinkInfo {
     pub alias: Option<String>,
     pub mtu: u32,
     pub up: bool,
+    /// The peer's ifindex (IFLA_LINK) of a veth, in the peer's namespace.
+    pub link: Option<u32>,
+    /// The id of the peer's namespace (IFLA_LINK_NETNSID), if it is another one.
+    pub link_netnsid: Option<i32>,
 }
 
 impl From<LinkMessage> for LinkInfo {
@@ -479,6 +551,8 @@ impl From<LinkMessage> for LinkInfo {
                 LinkAttribute::IfName(n) => info.name = n,
                 LinkAttribute::IfAlias(a) => info.alias = Some(a),
                 LinkAttribute::Mtu(m) => info.mtu = m,
+                LinkAttribute::Link(i) => info.link = Some(i),
+                LinkAttribute::LinkNetNsId(i) => info.link_netnsid = Some(i),
                 _ => {}
             }
         }

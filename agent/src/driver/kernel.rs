@@ -27,7 +27,11 @@ pub struct KernelDriver {
     nsids: Option<Nsids>,
     /// `None`: a removed namespace dies at once (the naive floor, or no tmpfs could be mounted).
     graveyard: Option<Graveyard>,
+    /// The host's link dump started by recovery, for [`Driver::sweep_orphans`].
+    pub(super) orphan_dump: Option<OrphanDump>,
 }
+
+type OrphanDump = std::thread::JoinHandle<Result<Vec<crate::netlink::LinkInfo>, NetlinkError>>;
 
 /// The host's ids for new namespaces, handed out downwards from the top of the id space: the
 /// newest namespace has the lowest id, and the kernel's id look-ups (a walk in id order that
@@ -164,6 +168,7 @@ impl KernelDriver {
                 .map_err(|e| tracing::warn!(error = %e, "deleted namespaces will die one by one"))
                 .ok(),
             netns,
+            orphan_dump: None,
         })
     }
 
@@ -372,6 +377,10 @@ impl Driver for KernelDriver {
             self.netns.remove(&ns.name);
             self.etc.remove(&ns.name);
         }
+    }
+
+    fn sweep_orphans(&mut self, ours: &dyn Fn(&str, u32) -> bool) -> Vec<String> {
+        self.sweep(ours)
     }
 
     fn release_removed(&mut self) -> usize {

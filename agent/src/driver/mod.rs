@@ -102,6 +102,12 @@ pub trait Driver {
     /// [`Driver::release_removed`] lets it (a driver may hold removed namespaces so that they die
     /// together).
     fn remove(&mut self, nss: &[Namespace]);
+    /// Removes links of ours that start-up recovery found only in its background dump and that
+    /// are no live or dying namespace's (`ours(name, host ifindex)`); returns their names.
+    /// Cheap to call often: nothing happens until that dump is in, and only once.
+    fn sweep_orphans(&mut self, _ours: &dyn Fn(&str, u32) -> bool) -> Vec<String> {
+        vec![]
+    }
     /// Lets every removed namespace the driver holds die now; returns how many.
     fn release_removed(&mut self) -> usize {
         0

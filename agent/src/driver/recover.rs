@@ -52,95 +52,28 @@ impl KernelDriver {
         Ok(found)
     }
 
+    /// Looks inside every netns file and, from inside, at its host veth: never at the host's
+    /// whole link list, whose dump costs the kernel O(N²) with N namespaces
+    /// (docs/kernel.md#the-host-veth-seen-from-inside). That dump runs in the background
+    /// ([`Driver::sweep_orphans`](super::Driver::sweep_orphans)) for what no namespace file leads to.
     fn adopt_or_remove(&mut self, maps: &mut Maps) -> Result<Recovery, DriverError> {
         let dump = |source| DriverError::Netlink {
-            step: "dump links and addresses",
+            step: "dump addresses, routes and qdiscs",
             source,
         };
         let mut out = Recovery::default();
-        let links = self.host.links().map_err(dump)?;
+        let started = std::time::Instant::now();
         let addrs = self.host.addresses().map_err(dump)?;
         let routes6 = self.host.routes6().map_err(dump)?;
         let host_rates = super::tc::rates(&mut self.host).map_err(dump)?;
-        let files: HashMap<String, bool> = self
-            .netns
-            .list()
-            .map_err(DriverError::Dir)?
-            .into_iter()
-            .collect();
+        let files = self.netns.list().map_err(DriverError::Dir)?;
+        let dirs = Dirs {
+            netns: self.netns.dir().to_path_buf(),
+            etc_netns: self.etc.dir().to_path_buf(),
+        };
+        // Host veths that belong to a namespace file, whole or not.
         let mut claimed = HashSet::new();
-        for l in &links {
-            let Some(mark) = l.alias.as_deref().and_then(Mark::parse) else {
-                continue;
-            };
-            let name = mark.name.clone();
-            claimed.insert(name.clone());
-            let host_addr = addrs.get(&l.index).and_then(|v| v.first().copied());
-            let host_route6 = routes6.get(&l.index).and_then(|v| v.first().copied());
-            let adopted = if files.get(&name) == Some(&true) {
-                let dual = host_route6.is_some();
-                match self.netns.inspect(&name, |r| inside(r, dual)) {
-                    Ok(inside) => {
-                        let dirs = Dirs {
-                            netns: self.netns.dir().to_path_buf(),
-                            etc_netns: self.etc.dir().to_path_buf(),
-                        };
-                        let peer = inside.peer.as_ref();
-                        let address = peer.and_then(|p| p.addr).map(|a| IpAddr::from(a.0));
-                        let address6 = peer.and_then(|p| p.addr6).map(|a| IpAddr::from(a.0));
-                        let (mut ports, egress) = address.map(|a| maps.take(a)).unwrap_or_default();
-                        let (ports6, egress6) = address6.map(|a| maps.take(a)).unwrap_or_default();
-                        // A port on every address is in both families' maps.
-                        for p in ports6 {
-                            if !ports.contains(&p) {
-                                ports.push(p);
-                            }
-                        }
-                        let ports = crate::cmd::sorted(ports);
-                        let as4 = |a: Option<IpAddr>| match a {
-                            Some(IpAddr::V4(a)) => Some(a),
-                            _ => None,
-                        };
-                        let as6 = |a: Option<IpAddr>| match a {
-                            Some(IpAddr::V6(a)) => Some(a),
-                            _ => None,
-                        };
-                        let conf = Conf {
-                            nat: mark.nat,
-                            dns: self.etc.read(&name),
-                            bandwidth: bandwidth(host_rates.get(&l.index), inside.egress_bps),
-                            ports,
-                            egress_addr: as4(egress).filter(|_| mark.nat),
-                            egress_addr6: as6(egress6).filter(|_| mark.nat),
-                        };
-                        whole(&mark, l, (host_addr, host_route6), &inside, &dirs, conf)
-                    }
-                    Err(e) => {
-                        tracing::warn!(name, error = %e, "cannot look inside namespace");
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            match adopted {
-                Some(ns) => {
-                    tracing::info!(name, host_ifname = %ns.host_ifname, subnet = %ns.subnet, "adopted namespace");
-                    out.adopted.push(ns);
-                }
-                None => {
-                    tracing::info!(name, host_ifname = %l.name, "removing half-built namespace");
-                    self.netns.remove(&name);
-                    super::Driver::delete_link(self, l.index);
-                    out.removed.push(name);
-                }
-            }
-        }
-        // A netns marked as ours (lo's alias) whose veth never came: a crash mid-create.
         for (name, nsfs) in files {
-            if claimed.contains(&name) {
-                continue;
-            }
             if !nsfs {
                 // A crash between creating the file (our name lock) and mounting the namespace
                 // onto it leaves an empty plain file: not a namespace, but it blocks the name.
@@ -153,12 +86,90 @@ impl KernelDriver {
                 }
                 continue;
             }
-            if let Ok(inside) = self.netns.inspect(&name, |r| inside(r, false)) {
-                if inside.lo_alias.as_deref() == Some(Mark::lo(&name).as_str()) {
+            let mut inside = match self.netns.inspect(&name, |r| inside(r, &routes6)) {
+                Ok(inside) => inside,
+                Err(e) => {
+                    tracing::warn!(name, error = %e, "cannot look inside namespace");
+                    continue;
+                }
+            };
+            if let (None, Some(index)) = (&inside.host, inside.host_index) {
+                // Asking from inside failed (not ENODEV): ask the host, one link.
+                inside.host = self.host.link(index).ok().flatten();
+            }
+            let ours_lo = inside.lo_alias.as_deref() == Some(Mark::lo(&name).as_str());
+            let host = inside.host.clone();
+            let mark = host
+                .as_ref()
+                .and_then(|h| h.alias.as_deref().and_then(Mark::parse))
+                .filter(|m| m.name == name);
+            let (Some(host), Some(mark)) = (host, mark) else {
+                if ours_lo {
+                    // A netns marked as ours whose veth never came: a crash mid-create.
                     tracing::info!(name, "removing half-built namespace (no veth)");
                     self.netns.remove(&name);
                     out.removed.push(name);
                 }
+                continue;
+            };
+            claimed.insert(host.index);
+            let host_addr = addrs.get(&host.index).and_then(|v| v.first().copied());
+            let host_route6 = routes6.get(&host.index).and_then(|v| v.first().copied());
+            let peer = inside.peer.as_ref();
+            let address = peer.and_then(|p| p.addr).map(|a| IpAddr::from(a.0));
+            let address6 = peer.and_then(|p| p.addr6).map(|a| IpAddr::from(a.0));
+            let (mut ports, egress) = address.map(|a| maps.take(a)).unwrap_or_default();
+            let (ports6, egress6) = address6.map(|a| maps.take(a)).unwrap_or_default();
+            // A port on every address is in both families' maps.
+            for p in ports6 {
+                if !ports.contains(&p) {
+                    ports.push(p);
+                }
+            }
+            let ports = crate::cmd::sorted(ports);
+            let as4 = |a: Option<IpAddr>| match a {
+                Some(IpAddr::V4(a)) => Some(a),
+                _ => None,
+            };
+            let as6 = |a: Option<IpAddr>| match a {
+                Some(IpAddr::V6(a)) => Some(a),
+                _ => None,
+            };
+            let conf = Conf {
+                nat: mark.nat,
+                dns: self.etc.read(&name),
+                bandwidth: bandwidth(host_rates.get(&host.index), inside.egress_bps),
+                ports,
+                egress_addr: as4(egress).filter(|_| mark.nat),
+                egress_addr6: as6(egress6).filter(|_| mark.nat),
+            };
+            match whole(&mark, &host, (host_addr, host_route6), &inside, &dirs, conf) {
+                Some(ns) => {
+                    tracing::info!(name, host_ifname = %ns.host_ifname, subnet = %ns.subnet, "adopted namespace");
+                    out.adopted.push(ns);
+                }
+                None => {
+                    tracing::info!(name, host_ifname = %host.name, "removing half-built namespace");
+                    self.netns.remove(&name);
+                    super::Driver::delete_link(self, host.index);
+                    out.removed.push(name);
+                }
+            }
+        }
+        // A host veth of ours with an address but no namespace file: it holds a subnet of the
+        // pool (and the ifindex a create there would choose), so it goes now. Only links with
+        // an address are asked about, one by one; the rest waits for the background dump.
+        for index in addrs.keys() {
+            if claimed.contains(index) {
+                continue;
+            }
+            let Ok(Some(link)) = self.host.link(*index) else {
+                continue;
+            };
+            if let Some(mark) = link.alias.as_deref().and_then(Mark::parse) {
+                tracing::info!(name = mark.name, host_ifname = %link.name, "removing a veth whose namespace is gone");
+                super::Driver::delete_link(self, link.index);
+                out.removed.push(mark.name);
             }
         }
         // resolv.conf files of namespaces that are gone (a crash between the two removals).
@@ -171,9 +182,68 @@ impl KernelDriver {
         }
         // Links deleted above die asynchronously; their events are not news.
         let _ = self.events.drain();
+        // After the loop, not beside it: the dump and the look-ups inside both need RTNL.
+        self.orphan_dump = Some(std::thread::spawn(|| {
+            Rtnl::open_background()?.links_unsettled()
+        }));
+        tracing::info!(
+            namespaces = out.adopted.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "looked inside every namespace"
+        );
         Ok(out)
     }
+
+    /// The background half of recovery: links of ours that no namespace file led to (the veth
+    /// of a deleted namespace that a process inside kept alive, a veth whose namespace file
+    /// someone removed while the agent was down). Each is asked for again before it goes, and
+    /// kept if it is now a live or dying namespace's (`ours`).
+    pub(super) fn sweep(&mut self, ours: &dyn Fn(&str, u32) -> bool) -> Vec<String> {
+        if !self.orphan_dump.as_ref().is_some_and(|h| h.is_finished()) {
+            return vec![];
+        }
+        let Some(handle) = self.orphan_dump.take() else {
+            return vec![];
+        };
+        let links = match handle.join() {
+            Ok(Ok(links)) => links,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "background link dump of start-up");
+                return vec![];
+            }
+            Err(_) => return vec![],
+        };
+        let mut removed = vec![];
+        let seen = links.len();
+        for l in links {
+            let Some(mark) = l.alias.as_deref().and_then(Mark::parse) else {
+                continue;
+            };
+            if ours(&mark.name, l.index) {
+                continue;
+            }
+            // The dump is seconds old: is it still that link, and still nobody's?
+            let Ok(Some(now)) = self.host.link(l.index) else {
+                continue;
+            };
+            if now.alias != l.alias || ours(&mark.name, now.index) {
+                continue;
+            }
+            tracing::info!(name = mark.name, host_ifname = %now.name, "removing a veth no namespace file leads to");
+            super::Driver::delete_link(self, now.index);
+            removed.push(mark.name);
+        }
+        tracing::info!(
+            links = seen,
+            removed = removed.len(),
+            "start-up's background link sweep is done"
+        );
+        removed
+    }
 }
+
+/// Host IPv6 routes by ifindex (the host side of IPv6 is a route).
+type HostRoutes6 = HashMap<u32, Vec<(Ipv6Addr, u8)>>;
 
 /// Port forwards and egress addresses found in the old table, by namespace address.
 #[derive(Default)]
@@ -221,6 +291,10 @@ struct Peer {
 
 /// What a managed namespace looks like from inside.
 struct Inside {
+    /// The host veth (the peer's peer), asked for from inside; `None` with a `host_index`:
+    /// the kernel would not answer that way.
+    host: Option<LinkInfo>,
+    host_index: Option<u32>,
     lo_alias: Option<String>,
     lo_up: bool,
     peer: Option<Peer>,
@@ -238,10 +312,22 @@ fn bandwidth(ingress_bps: Option<&u64>, egress_bps: Option<u64>) -> Option<Bandw
     (b.ingress_bps.is_some() || b.egress_bps.is_some()).then_some(b)
 }
 
-/// What is inside; the IPv6 side only when the host side says the namespace is dual stack
-/// (two dumps fewer per namespace otherwise: restart time at 30,000 is these dumps).
-fn inside(rtnl: &mut Rtnl, dual: bool) -> Result<Inside, NetlinkError> {
+/// What is inside; the IPv6 side only when the host side says the namespace is dual stack: a
+/// route to its IPv6 subnet on the host veth, the peer of the veth inside (two dumps fewer per
+/// namespace otherwise).
+fn inside(rtnl: &mut Rtnl, host_routes6: &HostRoutes6) -> Result<Inside, NetlinkError> {
     let links = rtnl.links()?;
+    let peer_link = links.iter().find(|l| l.index == PEER_IFINDEX);
+    let host_index = peer_link.and_then(|l| l.link);
+    let host = match peer_link.and_then(|l| Some((l.link?, l.link_netnsid?))) {
+        Some((index, nsid)) => match rtnl.link_in(nsid, index) {
+            Ok(host) => host,
+            Err(NetlinkError::Errno { .. }) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let dual = host_index.is_some_and(|host| host_routes6.contains_key(&host));
     let addrs = rtnl.addresses()?;
     let addrs6 = if dual {
         rtnl.addresses6()?
@@ -260,6 +346,8 @@ fn inside(rtnl: &mut Rtnl, dual: bool) -> Result<Inside, NetlinkError> {
             addr6: addrs6.get(&PEER_IFINDEX).and_then(|v| v.first().copied()),
         });
     Ok(Inside {
+        host,
+        host_index,
         lo_alias: lo.and_then(|l| l.alias.clone()),
         lo_up: lo.is_some_and(|l| l.up),
         peer,
@@ -327,6 +415,8 @@ mod tests {
 
     fn inside_ok() -> Inside {
         Inside {
+            host: None,
+            host_index: None,
             lo_alias: Some("nsagent:a".into()),
             lo_up: true,
             peer: Some(Peer {
@@ -349,6 +439,7 @@ mod tests {
             alias: Some("nsagent:a".into()),
             mtu: 1500,
             up: true,
+            ..Default::default()
         }
     }
 

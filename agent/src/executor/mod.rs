@@ -172,6 +172,7 @@ impl<D: Driver> Executor<D> {
         loop {
             self.reap(&mut batch);
             self.expire_deferred();
+            self.sweep_orphans();
             if batch.is_empty() {
                 let wait = if self.driver.removed_held().0 > 0 {
                     RELEASE_IDLE
@@ -711,6 +712,20 @@ impl<D: Driver> Executor<D> {
         while self.held.dying() >= self.limits.max_pending && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
             self.reap(batch);
+        }
+    }
+
+    /// What start-up recovery left to its background link dump, once that is in.
+    fn sweep_orphans(&mut self) {
+        let (live, held) = (&self.live, &self.held);
+        let removed = self.driver.sweep_orphans(&|name, ifindex| {
+            live.get(name).is_some_and(|n| n.host_ifindex == ifindex) || held.is_dying(ifindex)
+        });
+        if !removed.is_empty() {
+            self.metrics
+                .recovery_total
+                .with_label_values(&["removed"])
+                .inc_by(removed.len() as u64);
         }
     }
 
