@@ -162,6 +162,9 @@ fn orchestrate(opts: Opts) -> anyhow::Result<()> {
      -> anyhow::Result<()> {
         if !first {
             std::thread::sleep(std::time::Duration::from_secs(opts.settle));
+            // The kernel may still be freeing the last method's namespaces (minutes after a
+            // sandbox with thousands ends): start on an idle machine.
+            sandbox::wait_idle(std::time::Duration::from_secs(600));
         }
         first = false;
         results.insert(name.to_string(), spawn_phase(phase, &opts)?);

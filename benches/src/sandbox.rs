@@ -182,3 +182,29 @@ pub fn kernel_mem_growth(before: &KernelMem, after: &KernelMem, n: usize) -> ser
         "slab_top": top,
     })
 }
+
+/// Waits until the CPUs were at least 85% idle for a whole second (or `limit` passed).
+pub fn wait_idle(limit: std::time::Duration) {
+    // (idle, total) jiffies of all CPUs.
+    let sample = || -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        Some((cpu.get(3)? + cpu.get(4)?, cpu.iter().sum()))
+    };
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        let Some((i0, t0)) = sample() else { return };
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let Some((i1, t1)) = sample() else { return };
+        if t1 > t0 && (i1 - i0) * 100 >= (t1 - t0) * 85 {
+            return;
+        }
+    }
+    eprintln!("the machine did not go idle within {limit:?}; measuring anyway");
+}
