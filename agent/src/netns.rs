@@ -2,7 +2,7 @@
 //! calling thread: unshare(CLONE_NEWNET) + bind mount, then straight back to the host namespace.
 //! No fork, no helper process: the kernel work is all there is.
 
-use crate::model::{Mark, LO_IFINDEX};
+use crate::model::{beside_netns_dir, Mark, LO_IFINDEX};
 use crate::netlink::{NetlinkError, Request, Rtnl};
 use netlink_packet_route::RouteNetlinkMessage;
 use nix::fcntl::{open, OFlag};
@@ -87,8 +87,73 @@ impl NetnsDir {
         })
     }
 
+    /// The warm pool's directory for the netns directory `netns_dir`: a private tmpfs beside
+    /// it, so that warm namespaces are in no listing and their mounts propagate nowhere. What an
+    /// earlier agent left there is kept: start-up recovery adopts it back into the pool.
+    pub fn prepare_warm(netns_dir: &Path) -> Result<Self, NetnsError> {
+        let dir = beside_netns_dir(netns_dir, "warm");
+        private_tmpfs(&dir)?;
+        let host = open(
+            THREAD_NETNS,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys("open host netns"))?;
+        Ok(NetnsDir {
+            dir,
+            host,
+            watch: None,
+        })
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Takes the name `name` in `to` for a namespace about to move there: the empty file a
+    /// mount goes onto, made with O_EXCL (the name's lock, as in [`NetnsDir::create`]).
+    pub fn reserve_in(to: &NetnsDir, name: &str) -> Result<(), NetnsError> {
+        let path = to.path(name);
+        match open(
+            &path,
+            OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => {
+                drop(fd);
+                Ok(())
+            }
+            Err(nix::Error::EEXIST) => Err(NetnsError::Exists(path)),
+            Err(e) => Err(sys(format!("create {}", path.display()))(e)),
+        }
+    }
+
+    /// Moves the namespace `from` of this directory onto the file [`NetnsDir::reserve_in`]
+    /// made for `name` in `to`: one MS_MOVE of its mount (allowed because this directory is a
+    /// private mount; a rename of a mount point is EBUSY), then the empty file it leaves here
+    /// goes. On error the namespace is where it was and the reserved file is removed.
+    pub fn move_to(&self, from: &str, to: &NetnsDir, name: &str) -> Result<(), NetnsError> {
+        let (src, dst) = (self.path(from), to.path(name));
+        let moved = mount(
+            Some(&src),
+            &dst,
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        );
+        if let Err(e) = moved {
+            let _ = std::fs::remove_file(&dst);
+            return Err(sys(format!("move {} to {}", src.display(), dst.display()))(e));
+        }
+        if let Err(e) = std::fs::remove_file(&src) {
+            tracing::debug!(path = %src.display(), error = %e, "remove a moved warm namespace's file");
+        }
+        Ok(())
+    }
+
+    /// Removes a file [`NetnsDir::reserve_in`] made and nothing was moved onto.
+    pub fn unreserve(&self, name: &str) {
+        let _ = std::fs::remove_file(self.path(name));
     }
 
     /// Names removed from the directory since the last call (by anyone, the agent included);
@@ -246,6 +311,43 @@ pub fn enable_ipv4_forwarding() -> std::io::Result<()> {
     std::fs::write("/proc/sys/net/ipv4/ip_forward", b"1")
 }
 
+fn io(what: String) -> impl FnOnce(std::io::Error) -> NetnsError {
+    move |e: std::io::Error| NetnsError::Sys {
+        what,
+        err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    }
+}
+
+/// Makes `base` a private tmpfs of the agent's, so that the mounts in it propagate nowhere. The
+/// tmpfs is reused, never unmounted: mounting it under a shared `/run` copies it into every
+/// mount namespace that receives `/run`'s mounts (e.g. systemd services), and those copies
+/// stay, so it is mounted once per boot, not per start.
+fn private_tmpfs(base: &Path) -> Result<(), NetnsError> {
+    std::fs::create_dir_all(base).map_err(io(format!("create {}", base.display())))?;
+    let private = |base: &Path| {
+        mount(
+            None::<&str>,
+            base,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+    };
+    // EINVAL: not a mount point yet.
+    if private(base).is_err() {
+        mount(
+            Some("tmpfs"),
+            base,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("mode=0700"),
+        )
+        .map_err(sys(format!("mount tmpfs on {}", base.display())))?;
+        private(base).map_err(sys(format!("make {} private", base.display())))?;
+    }
+    Ok(())
+}
+
 /// Deleted namespaces kept alive until they can die together: each is bind-mounted into the
 /// current generation (a tmpfs of its own) when its netns file is removed, and one lazy unmount
 /// of the generation lets the kernel have all of them at once. The kernel's clean-up of a dying
@@ -263,48 +365,11 @@ pub struct Graveyard {
 }
 
 impl Graveyard {
-    /// Next to the netns directory (never in it: `ip netns list` would show it), a private
-    /// tmpfs, so that the mounts in it propagate nowhere. What an earlier agent left held there
-    /// (it crashed) is released first. The tmpfs is reused, never unmounted: mounting it under a
-    /// shared `/run` copies it into every mount namespace that receives `/run`'s mounts (e.g.
-    /// systemd services), and those copies stay, so it is mounted once per boot, not per start.
+    /// Next to the netns directory, a private tmpfs ([`private_tmpfs`]). What an earlier agent
+    /// left held there (it crashed) is released first.
     pub fn open(netns_dir: &Path) -> Result<Self, NetnsError> {
-        let name = netns_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "netns".into());
-        let base = netns_dir
-            .parent()
-            .unwrap_or(Path::new("/"))
-            .join(format!(".{name}-nsagent-dying"));
-        let io = |what: String| {
-            move |e: std::io::Error| NetnsError::Sys {
-                what,
-                err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            }
-        };
-        std::fs::create_dir_all(&base).map_err(io(format!("create {}", base.display())))?;
-        let private = |base: &Path| {
-            mount(
-                None::<&str>,
-                base,
-                None::<&str>,
-                MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-        };
-        // EINVAL: not a mount point yet.
-        if private(&base).is_err() {
-            mount(
-                Some("tmpfs"),
-                &base,
-                Some("tmpfs"),
-                MsFlags::empty(),
-                Some("mode=0700"),
-            )
-            .map_err(sys(format!("mount tmpfs on {}", base.display())))?;
-            private(&base).map_err(sys(format!("make {} private", base.display())))?;
-        }
+        let base = beside_netns_dir(netns_dir, "dying");
+        private_tmpfs(&base)?;
         let entries = std::fs::read_dir(&base).map_err(io(format!("read {}", base.display())))?;
         for entry in entries.flatten() {
             let path = entry.path();

@@ -20,6 +20,7 @@ mod sandbox;
 use anyhow::{bail, Context};
 use clap::Parser;
 use serde_json::{json, Value};
+use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 #[derive(Parser, Debug, Clone)]
@@ -167,7 +168,20 @@ fn orchestrate(opts: Opts) -> anyhow::Result<()> {
             sandbox::wait_idle(std::time::Duration::from_secs(600));
         }
         first = false;
-        results.insert(name.to_string(), spawn_phase(phase, &opts)?);
+        let result = spawn_phase(phase, &opts)?;
+        // Each phase's result is also appended as it ends: a 30,000-namespace run takes an hour
+        // a phase, and one that is stopped early should not lose what it measured.
+        let line = json!({"method": name, "result": &result});
+        let partial = format!("{}.phases.jsonl", opts.json);
+        if let Some(dir) = std::path::Path::new(&partial).parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&partial)?;
+        writeln!(file, "{line}")?;
+        results.insert(name.to_string(), result);
         Ok(())
     };
     for m in &methods {

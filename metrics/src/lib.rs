@@ -46,6 +46,9 @@ pub struct Metrics {
     pub socket_connections: IntGauge,
     pub socket_rejected_total: IntCounterVec,
     pub recovery_total: IntCounterVec,
+    pub warm_ready: IntGauge,
+    pub warm_claims_total: IntCounterVec,
+    pub warm_refill_duration_seconds: Histogram,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -156,6 +159,22 @@ impl Metrics {
                 ),
                 &["action"],
             )?,
+            warm_ready: IntGauge::with_opts(opts(
+                "warm_ready",
+                "Warm namespaces built and not claimed yet.",
+            ))?,
+            warm_claims_total: IntCounterVec::new(
+                opts(
+                    "warm_claims_total",
+                    "Creates with a warm pool configured, by result: hit (served by a warm namespace), miss (built cold: the pool was empty or the create asked for its own address plan or interfaces).",
+                ),
+                &["result"],
+            )?,
+            warm_refill_duration_seconds: Histogram::with_opts(hopts(
+                "warm_refill_duration_seconds",
+                "Duration of one refill batch of the warm pool (client commands wait for at most one).",
+                SECONDS,
+            ))?,
             registry,
         };
         let r = &m.registry;
@@ -178,6 +197,9 @@ impl Metrics {
         r.register(Box::new(m.socket_connections.clone()))?;
         r.register(Box::new(m.socket_rejected_total.clone()))?;
         r.register(Box::new(m.recovery_total.clone()))?;
+        r.register(Box::new(m.warm_ready.clone()))?;
+        r.register(Box::new(m.warm_claims_total.clone()))?;
+        r.register(Box::new(m.warm_refill_duration_seconds.clone()))?;
         let build = IntGaugeVec::new(
             opts("build_info", "Build information; always 1."),
             &["version", "commit"],

@@ -13,12 +13,12 @@ mod ping;
 mod status;
 mod update;
 
-pub use create::{sorted, Create};
+pub use create::{sorted, Create, DEFAULT_NS_IFNAME};
 pub use delete::{Delete, Deleted};
 pub use get::Get;
 pub use list::{List, NamespaceList};
 pub use ping::{Ping, Pong};
-pub use status::{GetStatus, PoolStatus, Status};
+pub use status::{GetStatus, PoolStatus, Status, WarmStatus};
 pub use update::{ConfPatch, Patch, Update};
 
 use crate::model::NamespaceSpec;

@@ -27,6 +27,17 @@ pub struct Status {
     /// How many executor batches had that many commands: `{"1": n, "2-3": n, …, "512+": n}`.
     #[serde(default)]
     pub batch_sizes: BTreeMap<String, u64>,
+    /// The warm pool (`--warm`).
+    #[serde(default)]
+    pub warm: WarmStatus,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmStatus {
+    /// How many the agent keeps built.
+    pub target: usize,
+    /// How many are built and unclaimed now.
+    pub ready: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +46,7 @@ pub struct PoolStatus {
     pub prefix_len: u8,
     /// Subnets, free or not.
     pub size: u32,
+    /// Subnets a create can get: unused ones and those of warm namespaces.
     pub free: u32,
 }
 

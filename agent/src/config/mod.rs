@@ -90,6 +90,10 @@ pub struct RunArgs {
     /// On SIGTERM/SIGINT, remove every namespace the agent made and its table.
     #[arg(long, env = "NSAGENT_CLEANUP_ON_EXIT")]
     pub cleanup_on_exit: bool,
+    /// Namespaces to keep built ahead, so that a create they can serve is answered without
+    /// waiting for the kernel (0: none).
+    #[arg(long, env = "NSAGENT_WARM", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=MAX_WARM))]
+    pub warm: u32,
     /// Address of the HTTP endpoint (/metrics, /healthz, /readyz); `off` disables it.
     #[arg(long, env = "NSAGENT_METRICS_ADDR", default_value = "127.0.0.1:9477")]
     pub metrics_addr: String,
@@ -100,6 +104,10 @@ pub struct RunArgs {
     #[arg(long, env = "NSAGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
+
+/// Most namespaces `--warm` may keep built: each holds ~0.3 MB of kernel memory
+/// (docs/kernel.md#past-5000-alive) and a subnet of the pool.
+pub const MAX_WARM: i64 = 10_000;
 
 /// Where namespace traffic leaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +140,8 @@ pub struct Config {
     pub allow_uid: Vec<u32>,
     pub allow_gid: Vec<u32>,
     pub cleanup_on_exit: bool,
+    /// Namespaces kept built for creates.
+    pub warm: usize,
     /// `None`: no HTTP endpoint.
     pub metrics_addr: Option<SocketAddr>,
     pub log_level: String,
@@ -216,6 +226,7 @@ impl RunArgs {
             allow_uid: self.allow_uid.clone(),
             allow_gid: self.allow_gid.clone(),
             cleanup_on_exit: self.cleanup_on_exit,
+            warm: self.warm as usize,
             metrics_addr,
             log_level: self.log_level.clone(),
             log_format: self.log_format,

@@ -26,6 +26,8 @@ pub struct Fake {
     pub forgotten: Vec<super::Conns>,
     /// The host's own addresses.
     pub local: HashSet<std::net::IpAddr>,
+    /// Warm namespaces given to clients.
+    pub claimed: usize,
 }
 
 impl Driver for Fake {
@@ -45,6 +47,34 @@ impl Driver for Fake {
                 }
                 self.netns.insert(ns.name.clone());
                 self.links.insert(ns.host_ifindex);
+                Ok(())
+            })
+            .collect()
+    }
+
+    fn claim(&mut self, claims: &[(Namespace, Namespace)]) -> Vec<Result<(), CreateFailure>> {
+        claims
+            .iter()
+            .map(|(warm, ns)| {
+                if self.netns.contains(&ns.name) {
+                    return Err(CreateFailure {
+                        error: DriverError::Netns(super::NetnsError::Exists(ns.name.clone().into())),
+                        link_created: false,
+                    });
+                }
+                if self.fail_netlink.contains(&ns.name) {
+                    self.remove(std::slice::from_ref(warm));
+                    return Err(CreateFailure {
+                        error: DriverError::Netlink {
+                            step: "mark host veth",
+                            source: NetlinkError::errno(libc::EINVAL),
+                        },
+                        link_created: true,
+                    });
+                }
+                self.netns.remove(&warm.name);
+                self.netns.insert(ns.name.clone());
+                self.claimed += 1;
                 Ok(())
             })
             .collect()

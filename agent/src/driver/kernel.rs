@@ -4,7 +4,7 @@
 use super::conntrack::Conntrack;
 use super::requests::{self, Ipv6Links, Step};
 use super::{Conns, CreateFailure, Driver, DriverError, EtcNetns, Gone};
-use crate::model::{Namespace, PEER_IFINDEX};
+use crate::model::{is_warm_name, Namespace, PEER_IFINDEX};
 use crate::netlink::{LinkEvent, LinkEvents, NetlinkError, Request, Rtnl};
 use crate::netns::{Graveyard, NetnsDir, NewNetns};
 use metrics::Metrics;
@@ -15,6 +15,8 @@ use std::time::Instant;
 
 pub struct KernelDriver {
     pub(super) netns: NetnsDir,
+    /// The warm pool's namespaces (`None`: its directory could not be made; warm builds fail).
+    pub(super) warm: Option<NetnsDir>,
     conntrack: Conntrack,
     pub(super) etc: EtcNetns,
     pub(super) host: Rtnl,
@@ -167,6 +169,9 @@ impl KernelDriver {
             graveyard: Graveyard::open(netns.dir())
                 .map_err(|e| tracing::warn!(error = %e, "deleted namespaces will die one by one"))
                 .ok(),
+            warm: NetnsDir::prepare_warm(netns.dir())
+                .map_err(|e| tracing::warn!(error = %e, "no warm pool: its directory"))
+                .ok(),
             netns,
             orphan_dump: None,
         })
@@ -231,21 +236,124 @@ impl KernelDriver {
         Ok(())
     }
 
+    /// The directory of a namespace's file: the warm pool's for a warm one.
+    fn dir_of(&self, name: &str) -> Result<&NetnsDir, DriverError> {
+        if !is_warm_name(name) {
+            return Ok(&self.netns);
+        }
+        self.warm
+            .as_ref()
+            .ok_or(DriverError::Bug("the warm pool has no directory"))
+    }
+
+    /// [`Driver::claim`]: the name first (its file, O_EXCL: a taken name leaves the warm
+    /// namespace untouched), then the host veth's mark and ingress limit in one pipeline for
+    /// all, then what is per namespace (egress limit, resolv.conf), and last the move of the
+    /// netns file, so that a crash before it leaves a warm namespace marked as a client's,
+    /// which recovery removes, never a client's namespace marked as warm.
+    fn claim_from(
+        &mut self,
+        warm: &NetnsDir,
+        claims: &[(Namespace, Namespace)],
+    ) -> Vec<Result<(), CreateFailure>> {
+        let fail = |error, used: bool| {
+            Err(CreateFailure {
+                error,
+                link_created: used,
+            })
+        };
+        let mut out: Vec<Result<(), CreateFailure>> = claims
+            .iter()
+            .map(|(_, ns)| match NetnsDir::reserve_in(&self.netns, &ns.name) {
+                Ok(()) => Ok(()),
+                Err(e) => fail(e.into(), false),
+            })
+            .collect();
+        let mut owner = vec![];
+        let mut steps = vec![];
+        for (i, (_, ns)) in claims.iter().enumerate() {
+            if out[i].is_err() {
+                continue;
+            }
+            owner.push(i);
+            steps.push((requests::mark(ns), "mark host veth"));
+            let ingress = ns.conf.bandwidth.and_then(|b| b.ingress_bps);
+            for r in super::tc::change(ns.host_ifindex, None, ingress) {
+                owner.push(i);
+                steps.push((r, "limit ingress rate"));
+            }
+        }
+        for (i, r) in owner
+            .into_iter()
+            .zip(send(&self.metrics, &mut self.host, steps))
+        {
+            if let (Err(e), true) = (r, out[i].is_ok()) {
+                out[i] = fail(e, true);
+            }
+        }
+        for (i, (w, ns)) in claims.iter().enumerate() {
+            if out[i].is_err() {
+                continue;
+            }
+            let egress = ns.conf.bandwidth.and_then(|b| b.egress_bps);
+            let inside: Vec<Step> = super::tc::change(PEER_IFINDEX, None, egress)
+                .into_iter()
+                .map(|r| (r, "limit egress rate"))
+                .collect();
+            if !inside.is_empty() {
+                let m = self.metrics.clone();
+                let sent = warm
+                    .inspect(&w.name, |rtnl| Ok(send(&m, rtnl, inside)))
+                    .map_err(DriverError::from)
+                    .and_then(|v| v.into_iter().find(Result::is_err).unwrap_or(Ok(())));
+                if let Err(e) = sent {
+                    out[i] = fail(e, true);
+                    continue;
+                }
+            }
+            if let Some(dns) = &ns.conf.dns {
+                if let Err(e) = self.etc.write(&ns.name, dns) {
+                    out[i] = fail(DriverError::Etc(e), true);
+                    continue;
+                }
+            }
+            if let Err(e) = warm.move_to(&w.name, &self.netns, &ns.name) {
+                out[i] = fail(e.into(), true);
+            }
+        }
+        // What failed after its name was taken: the name goes, and the warm namespace (its mark
+        // changed) with it.
+        for (i, (w, ns)) in claims.iter().enumerate() {
+            if matches!(&out[i], Err(f) if f.link_created) {
+                self.netns.unreserve(&ns.name);
+                self.etc.remove(&ns.name);
+                if let Some(g) = &mut self.graveyard {
+                    g.hold(&warm.path(&w.name));
+                }
+                warm.remove(&w.name);
+            }
+        }
+        out
+    }
+
     /// Makes each namespace's netns and builds its host requests.
     fn start<'a>(&self, ns: &'a Namespace) -> Building<'a> {
-        match self.netns.create(&ns.name) {
+        let made = self
+            .dir_of(&ns.name)
+            .and_then(|d| d.create(&ns.name).map_err(DriverError::from));
+        match made {
             Ok(made) => Building {
                 host: requests::host(ns, &made, self.ipv6),
                 ns,
                 netns: Some(made),
                 outcome: Ok(()),
             },
-            Err(e) => Building {
+            Err(error) => Building {
                 ns,
                 netns: None,
                 host: [vec![], vec![]],
                 outcome: Err(CreateFailure {
-                    error: e.into(),
+                    error,
                     link_created: false,
                 }),
             },
@@ -325,7 +433,9 @@ impl KernelDriver {
         if let Some(made) = b.netns {
             drop(made);
             if b.outcome.is_err() {
-                self.netns.remove(&b.ns.name);
+                if let Ok(dir) = self.dir_of(&b.ns.name) {
+                    dir.remove(&b.ns.name);
+                }
                 self.etc.remove(&b.ns.name);
             }
         }
@@ -371,12 +481,36 @@ impl Driver for KernelDriver {
             }
         }
         for ns in nss {
+            let dir = match (is_warm_name(&ns.name), &self.warm) {
+                (false, _) => &self.netns,
+                (true, Some(w)) => w,
+                (true, None) => continue,
+            };
             if let Some(g) = &mut self.graveyard {
-                g.hold(&self.netns.path(&ns.name));
+                g.hold(&dir.path(&ns.name));
             }
-            self.netns.remove(&ns.name);
-            self.etc.remove(&ns.name);
+            dir.remove(&ns.name);
+            if !is_warm_name(&ns.name) {
+                self.etc.remove(&ns.name);
+            }
         }
+    }
+
+    fn claim(&mut self, claims: &[(Namespace, Namespace)]) -> Vec<Result<(), CreateFailure>> {
+        let Some(warm) = self.warm.take() else {
+            return claims
+                .iter()
+                .map(|_| {
+                    Err(CreateFailure {
+                        error: DriverError::Bug("the warm pool has no directory"),
+                        link_created: false,
+                    })
+                })
+                .collect();
+        };
+        let out = self.claim_from(&warm, claims);
+        self.warm = Some(warm);
+        out
     }
 
     fn sweep_orphans(&mut self, ours: &dyn Fn(&str, u32) -> bool) -> Vec<String> {

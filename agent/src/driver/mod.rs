@@ -80,7 +80,9 @@ impl From<DriverError> for ApiError {
 }
 
 /// A create that failed. `link_created`: a host veth was made and dies asynchronously with the
-/// namespace, so its name, index and subnet stay reserved until the kernel reports it gone.
+/// namespace, so its name, index and subnet stay reserved until the kernel reports it gone. For
+/// a claim of a warm namespace: `false` means nothing was changed (it can serve another create),
+/// `true` that it was used up and removed.
 #[derive(Debug)]
 pub struct CreateFailure {
     pub error: DriverError,
@@ -96,8 +98,14 @@ pub enum Gone {
 
 pub trait Driver {
     /// The netlink phase for a batch of creates. A failed item has been undone by the driver
-    /// (its netns file removed) before this returns.
+    /// (its netns file removed) before this returns. Items named [`crate::model::warm_name`]
+    /// are built for the warm pool: their netns file is in the warm directory.
     fn create(&mut self, items: &[Namespace]) -> Vec<Result<(), CreateFailure>>;
+    /// Gives warm namespaces to clients: each `(warm, ns)` makes the warm namespace `ns` (the
+    /// same subnets and links; a client's name, mark, rate limits, resolv.conf) and moves its
+    /// netns file to `ns`'s name. A failed claim left it untouched (`link_created: false`) or
+    /// has removed it.
+    fn claim(&mut self, claims: &[(Namespace, Namespace)]) -> Vec<Result<(), CreateFailure>>;
     /// Removes a namespace's file; the kernel destroys the namespace and its veth pair, once
     /// [`Driver::release_removed`] lets it (a driver may hold removed namespaces so that they die
     /// together).

@@ -21,6 +21,8 @@ pub struct Recovery {
     pub adopted: Vec<Namespace>,
     /// Names of half-built ones that were removed.
     pub removed: Vec<String>,
+    /// Whole namespaces of the warm pool, adopted back into it.
+    pub warm: Vec<Namespace>,
 }
 
 impl KernelDriver {
@@ -97,7 +99,10 @@ impl KernelDriver {
                 // Asking from inside failed (not ENODEV): ask the host, one link.
                 inside.host = self.host.link(index).ok().flatten();
             }
-            let ours_lo = inside.lo_alias.as_deref() == Some(Mark::lo(&name).as_str());
+            let ours_lo = inside
+                .lo_alias
+                .as_deref()
+                .is_some_and(|a| a == Mark::lo(&name) || Mark::is_warm_lo(a));
             let host = inside.host.clone();
             let mark = host
                 .as_ref()
@@ -156,6 +161,7 @@ impl KernelDriver {
                 }
             }
         }
+        self.adopt_warm(&addrs, &routes6, &mut claimed, &mut out);
         // A host veth of ours with an address but no namespace file: it holds a subnet of the
         // pool (and the ifindex a create there would choose), so it goes now. Only links with
         // an address are asked about, one by one; the rest waits for the background dump.
@@ -192,6 +198,74 @@ impl KernelDriver {
             "looked inside every namespace"
         );
         Ok(out)
+    }
+
+    /// The warm pool's namespaces: whole ones go back into the pool, the rest (a crash while
+    /// one was built or claimed) are removed.
+    fn adopt_warm(
+        &mut self,
+        addrs: &HashMap<u32, Vec<(Ipv4Addr, u8)>>,
+        routes6: &HostRoutes6,
+        claimed: &mut HashSet<u32>,
+        out: &mut Recovery,
+    ) {
+        let Some(warm) = self.warm.take() else {
+            return;
+        };
+        let dirs = Dirs {
+            netns: warm.dir().to_path_buf(),
+            etc_netns: self.etc.dir().to_path_buf(),
+        };
+        for (name, nsfs) in warm.list().unwrap_or_default() {
+            if !nsfs || !model::is_warm_name(&name) {
+                // An empty file: a crash before its namespace was mounted, or after it moved.
+                let _ = std::fs::remove_file(warm.path(&name));
+                continue;
+            }
+            let inside = match warm.inspect(&name, |r| inside(r, routes6)) {
+                Ok(inside) => inside,
+                Err(e) => {
+                    tracing::warn!(name, error = %e, "cannot look inside a warm namespace");
+                    warm.remove(&name);
+                    continue;
+                }
+            };
+            let host = inside
+                .host
+                .clone()
+                .or_else(|| inside.host_index.and_then(|i| self.host.link(i).ok().flatten()));
+            let mark = Mark {
+                name: name.clone(),
+                nat: true,
+            };
+            let found = host.as_ref().and_then(|h| {
+                claimed.insert(h.index);
+                let host_addr = addrs.get(&h.index).and_then(|v| v.first().copied());
+                let host_route6 = routes6.get(&h.index).and_then(|v| v.first().copied());
+                // Still warm: the mark a claim changes first is the one it was built with.
+                let conf = Conf {
+                    nat: true,
+                    ..Conf::default()
+                };
+                (h.alias.as_deref() == Some(Mark::lo(&name).as_str()))
+                    .then(|| whole(&mark, h, (host_addr, host_route6), &inside, &dirs, conf))
+                    .flatten()
+            });
+            match found {
+                Some(ns) => out.warm.push(ns),
+                None => {
+                    tracing::info!(name, "removing a warm namespace left half-built or half-claimed");
+                    warm.remove(&name);
+                    if let Some(h) = host {
+                        super::Driver::delete_link(self, h.index);
+                    }
+                }
+            }
+        }
+        if !out.warm.is_empty() {
+            tracing::info!(namespaces = out.warm.len(), "adopted the warm pool back");
+        }
+        self.warm = Some(warm);
     }
 
     /// The background half of recovery: links of ours that no namespace file led to (the veth

@@ -4,8 +4,11 @@
 //! then answers every command.
 
 mod reservations;
+mod warm;
 
-use crate::cmd::{ConfPatch, Deleted, Encoded, Pong, PoolStatus, Request, Response, Status};
+use crate::cmd::{
+    ConfPatch, Deleted, Encoded, Pong, PoolStatus, Request, Response, Status, WarmStatus,
+};
 use crate::driver::{self, Conns, CreateFailure, Driver, DriverError, Gone};
 use crate::model::{Conf, Dirs, Namespace, NamespaceSpec};
 use crate::pool::{Pool, Pool6};
@@ -14,6 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use metrics::Metrics;
 use nft::{ElemOp, GroupError};
 use reservations::Reservations;
+use warm::Warm;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -64,6 +68,8 @@ pub struct Limits {
     pub max_pending: usize,
     /// At shutdown, remove every namespace in one final batch and delete the table.
     pub cleanup_on_exit: bool,
+    /// Namespaces to keep built for creates (`--warm`).
+    pub warm: usize,
 }
 
 pub struct Executor<D: Driver> {
@@ -83,6 +89,7 @@ pub struct Executor<D: Driver> {
     metrics: Arc<Metrics>,
     /// Live set elements (namespaces' and uplinks'), for the nft_elements gauge.
     elements: i64,
+    warm: Warm,
 }
 
 /// A write that passed planning: what it will change, and whom to answer.
@@ -95,6 +102,8 @@ struct Planned {
 #[derive(Clone, PartialEq, Eq)]
 enum Change {
     Create,
+    /// A create served by this warm namespace.
+    Claim(Box<Namespace>),
     Delete,
     /// From the namespace as it was (`Planned::ns` is the namespace as it will be).
     Update(Box<Namespace>),
@@ -105,8 +114,8 @@ impl Planned {
     fn elem_ops(&self, netlink_ok: bool) -> Vec<ElemOp> {
         let elems = driver::elems(&self.ns).into_iter();
         match &self.change {
-            Change::Create if netlink_ok => elems.map(ElemOp::Add).collect(),
-            Change::Create => vec![],
+            Change::Create | Change::Claim(_) if netlink_ok => elems.map(ElemOp::Add).collect(),
+            Change::Create | Change::Claim(_) => vec![],
             Change::Delete => elems.map(ElemOp::Del).collect(),
             Change::Update(old) if netlink_ok => {
                 let before = driver::elems(old);
@@ -143,6 +152,7 @@ impl<D: Driver> Executor<D> {
             batch_sizes: BatchSizes::default(),
             metrics,
             elements,
+            warm: Warm::new(limits.warm),
         };
         let pool = ex.held.pool();
         ex.metrics
@@ -166,6 +176,113 @@ impl<D: Driver> Executor<D> {
         self.update_gauges();
     }
 
+    /// Takes back the warm pool recovery found (more than the target: the rest goes).
+    pub fn adopt_warm(&mut self, namespaces: Vec<Namespace>) {
+        let mut extra = vec![];
+        for ns in namespaces {
+            self.held.hold(&ns);
+            if self.warm.ready() < self.warm.target {
+                self.warm.add(ns);
+            } else {
+                extra.push(ns);
+            }
+        }
+        self.discard_warm(extra);
+        self.update_gauges();
+    }
+
+    /// Removes warm namespaces; what they hold is freed when the kernel has destroyed them.
+    fn discard_warm(&mut self, nss: Vec<Namespace>) {
+        if nss.is_empty() {
+            return;
+        }
+        self.driver.remove(&nss);
+        for ns in &nss {
+            self.held.start_dying(ns, false);
+        }
+    }
+
+    /// Builds up to [`warm::REFILL_BATCH`] warm namespaces, through the same batched path as
+    /// creates (no nft work: a warm namespace has no elements until it is claimed).
+    fn refill(&mut self) {
+        let started = Instant::now();
+        let mut items = vec![];
+        for _ in 0..self.warm.wanted().min(warm::REFILL_BATCH) {
+            let spec = self.warm.spec();
+            let Ok(subnet) = self.held.choose_subnet(None) else {
+                break;
+            };
+            let Ok(subnet6) = self.held.choose_subnet6(None, true) else {
+                self.held.give_back(Some(subnet), None);
+                break;
+            };
+            let ns = Namespace::plan(&spec, subnet, subnet6, &self.info.dirs.for_warm());
+            self.held.hold(&ns);
+            items.push(ns);
+        }
+        if items.len() < self.warm.wanted().min(warm::REFILL_BATCH) {
+            tracing::debug!("the pool has no subnet left for the warm pool");
+            self.warm.pause();
+        }
+        let results = self.driver.create(&items);
+        for (ns, r) in items.into_iter().zip(results) {
+            match r {
+                Ok(()) => self.warm.add(ns),
+                Err(f) => {
+                    tracing::warn!(error = %f.error, "building a warm namespace");
+                    self.warm.pause();
+                    if f.link_created {
+                        self.held.start_dying(&ns, false);
+                    } else {
+                        self.held
+                            .release(ns.subnet, ns.v6.map(|v| v.subnet6), &ns.host_ifname);
+                    }
+                }
+            }
+        }
+        self.metrics
+            .warm_refill_duration_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.update_gauges();
+    }
+
+    /// Whether the pool may be refilled now: it is short, and the kernel is not behind on
+    /// deletions (a refill adds to its memory like a create).
+    fn refill_wanted(&self) -> bool {
+        self.warm.wanted() > 0
+            && self.held.dying() < self.limits.max_pending
+            && self.deferred.is_empty()
+    }
+
+    /// Makes room for a create that a warm namespace is in the way of: one whose subnet the
+    /// create names, or, with the pool exhausted, any one for a create it cannot serve. The
+    /// warm namespace goes, and the create waits (by its name) until the kernel freed it.
+    fn make_room(&mut self, spec: &NamespaceSpec) {
+        let mut discard = self.warm.take_overlapping(spec.subnet, spec.subnet6);
+        let dual = self.held.pool6().is_some();
+        if discard.is_none()
+            && !Warm::serves(spec, dual)
+            && !self.live.contains_key(&spec.name)
+            && self.pool_exhausted_for(spec)
+        {
+            discard = self.warm.take();
+        }
+        if let Some(w) = discard {
+            tracing::debug!(name = %spec.name, subnet = %w.subnet, "discarding a warm namespace for a create");
+            self.driver.remove(std::slice::from_ref(&w));
+            self.held.start_dying_for(&w, &spec.name);
+        }
+    }
+
+    /// Whether a cold create of `spec` would find no subnet in a pool.
+    fn pool_exhausted_for(&self, spec: &NamespaceSpec) -> bool {
+        let v4 = spec.subnet.is_none() && self.held.pool().free() == 0;
+        let v6 = spec.subnet6.is_none()
+            && spec.ipv6
+            && self.held.pool6().is_some_and(|p| p.free() == 0);
+        v4 || v6
+    }
+
     /// Runs until every sender of the queue is gone.
     pub fn run(mut self, rx: Receiver<Job>) {
         let mut batch: VecDeque<Job> = VecDeque::new();
@@ -173,6 +290,25 @@ impl<D: Driver> Executor<D> {
             self.reap(&mut batch);
             self.expire_deferred();
             self.sweep_orphans();
+            if batch.is_empty() && self.refill_wanted() {
+                // Refill only while nobody waits: a client's command always goes first.
+                match rx.try_recv() {
+                    Ok(job) => batch.push_back(job),
+                    Err(crossbeam_channel::TryRecvError::Empty) => {
+                        if self
+                            .driver
+                            .removed_held()
+                            .1
+                            .is_some_and(|t| t.elapsed() >= RELEASE_IDLE)
+                        {
+                            self.release_removed("idle");
+                        }
+                        self.refill();
+                        continue;
+                    }
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+                }
+            }
             if batch.is_empty() {
                 let wait = if self.driver.removed_held().0 > 0 {
                     RELEASE_IDLE
@@ -214,6 +350,10 @@ impl<D: Driver> Executor<D> {
         if self.limits.cleanup_on_exit {
             self.cleanup_all();
         }
+        // Warm namespaces are nobody's: they do not outlive the agent (after a crash, the next
+        // start adopts them back).
+        let warm = self.warm.take_all();
+        self.discard_warm(warm);
         self.release_removed("exit");
         tracing::info!("command queue closed; executor stops");
     }
@@ -259,6 +399,11 @@ impl<D: Driver> Executor<D> {
                 _ => {}
             }
             let Some(job) = batch.pop_front() else { break };
+            if let Request::Create(spec) = &job.request {
+                if !self.deferred.contains_key(&spec.name) {
+                    self.make_room(spec);
+                }
+            }
             // A create of a name whose old namespace the kernel is still destroying waits for
             // it, and so does everything after it that names that name.
             let waits = job
@@ -323,10 +468,20 @@ impl<D: Driver> Executor<D> {
                 Err(e) => answer(job.reply, Err(e)),
             },
             Request::Create(spec) => match self.plan_create(&spec) {
-                Ok(ns) => {
-                    self.held.hold(&ns);
+                Ok((ns, warm)) => {
+                    let change = match warm {
+                        // The warm one holds the subnets and the host interface already.
+                        Some(w) => {
+                            self.held.hold_ports(&ns);
+                            Change::Claim(Box::new(w))
+                        }
+                        None => {
+                            self.held.hold(&ns);
+                            Change::Create
+                        }
+                    };
                     return Some(Planned {
-                        change: Change::Create,
+                        change,
                         ns,
                         reply: job.reply,
                     });
@@ -337,7 +492,11 @@ impl<D: Driver> Executor<D> {
         None
     }
 
-    fn plan_create(&mut self, spec: &NamespaceSpec) -> Result<Namespace, ApiError> {
+    /// The namespace a create makes, and the warm one it is made from, if any.
+    fn plan_create(
+        &mut self,
+        spec: &NamespaceSpec,
+    ) -> Result<(Namespace, Option<Namespace>), ApiError> {
         if self.live.contains_key(&spec.name) {
             return Err(ApiError::new(
                 ErrorCode::Exists,
@@ -354,6 +513,18 @@ impl<D: Driver> Executor<D> {
         }
         let dual = spec.subnet6.is_some() || (spec.ipv6 && self.held.pool6().is_some());
         self.check_host_side(&spec.name, &spec.conf, dual)?;
+        if self.warm.target > 0 {
+            let claims = |result| self.metrics.warm_claims_total.with_label_values(&[result]);
+            if Warm::serves(spec, self.held.pool6().is_some()) {
+                if let Some(w) = self.warm.take() {
+                    claims("hit").inc();
+                    let subnet6 = w.v6.map(|v| v.subnet6);
+                    let ns = Namespace::plan(spec, w.subnet, subnet6, &self.info.dirs);
+                    return Ok((ns, Some(w)));
+                }
+            }
+            claims("miss").inc();
+        }
         let subnet = self.held.choose_subnet(spec.subnet)?;
         let subnet6 = match self.held.choose_subnet6(spec.subnet6, spec.ipv6) {
             Ok(s) => s,
@@ -371,7 +542,7 @@ impl<D: Driver> Executor<D> {
                 "host interface name collision",
             ));
         }
-        Ok(ns)
+        Ok((ns, None))
     }
 
     /// The namespace before and after an update, if the result is acceptable.
@@ -450,6 +621,7 @@ impl<D: Driver> Executor<D> {
         for ((p, nl), nf) in planned.into_iter().zip(netlink).zip(nft) {
             let r = match p.change {
                 Change::Create => self.settle_create(p.ns, nl, nf),
+                Change::Claim(w) => self.settle_claim(*w, p.ns, nl, nf),
                 Change::Delete => {
                     let address = p.ns.address;
                     let address6 = p.ns.v6.map(|v| v.address6);
@@ -488,14 +660,31 @@ impl<D: Driver> Executor<D> {
             .filter(|p| p.change == Change::Create)
             .map(|p| p.ns.clone())
             .collect();
+        let claims: Vec<(Namespace, Namespace)> = planned
+            .iter()
+            .filter_map(|p| match &p.change {
+                Change::Claim(w) => Some((Namespace::clone(w), p.ns.clone())),
+                _ => None,
+            })
+            .collect();
+        let too_few = || {
+            Err(CreateFailure {
+                error: DriverError::Bug("driver returned too few results"),
+                link_created: false,
+            })
+        };
         let mut created = self.driver.create(&creates).into_iter();
+        let mut claimed = if claims.is_empty() {
+            vec![]
+        } else {
+            self.driver.claim(&claims)
+        }
+        .into_iter();
         planned
             .iter()
             .map(|p| match &p.change {
-                Change::Create => created.next().unwrap_or(Err(CreateFailure {
-                    error: DriverError::Bug("driver returned too few results"),
-                    link_created: false,
-                })),
+                Change::Create => created.next().unwrap_or_else(too_few),
+                Change::Claim(_) => claimed.next().unwrap_or_else(too_few),
                 Change::Delete => Ok(()),
                 Change::Update(old) => {
                     self.driver
@@ -568,6 +757,30 @@ impl<D: Driver> Executor<D> {
                 }
                 Err(f.error.into())
             }
+        }
+    }
+
+    fn settle_claim(
+        &mut self,
+        warm: Namespace,
+        ns: Namespace,
+        netlink: Result<(), CreateFailure>,
+        nft: Result<(), GroupError>,
+    ) -> Reply {
+        match (netlink, nft) {
+            (Err(f), _) if !f.link_created => {
+                // Nothing changed: the warm one serves the next create.
+                self.held.release_ports(&ns);
+                self.warm.put_back(warm);
+                Err(f.error.into())
+            }
+            (Err(f), _) => {
+                tracing::info!(name = %ns.name, error = %f.error, "claim of a warm namespace failed; it is removed");
+                self.held.release_ports(&ns);
+                self.held.start_dying(&warm, false);
+                Err(f.error.into())
+            }
+            (Ok(()), r) => self.settle_create(ns, Ok(()), r),
         }
     }
 
@@ -661,6 +874,11 @@ impl<D: Driver> Executor<D> {
                         self.finish_dying(i, batch);
                     } else if let Some(name) = self.by_ifindex.get(&i).cloned() {
                         self.external_removal(&name, true);
+                    } else if let Some(w) = self.warm.take_ifindex(i) {
+                        tracing::info!(host_ifname = %w.host_ifname, "a warm namespace's veth was deleted from outside the agent");
+                        self.driver.remove(std::slice::from_ref(&w));
+                        self.held
+                            .release(w.subnet, w.v6.map(|v| v.subnet6), &w.host_ifname);
                     }
                 }
             }
@@ -744,13 +962,15 @@ impl<D: Driver> Executor<D> {
     fn update_gauges(&self) {
         let m = &self.metrics;
         let pool = self.held.pool();
+        let warm = self.warm.ready() as i64;
         m.namespaces.set(self.live.len() as i64);
+        m.warm_ready.set(warm);
         m.pool_addresses_free
-            .set(pool.free() as i64 * pool_slot_addresses(pool));
+            .set((pool.free() as i64 + warm) * pool_slot_addresses(pool));
         let free = |family| m.pool_subnets_free.with_label_values(&[family]);
-        free("ipv4").set(pool.free() as i64);
+        free("ipv4").set(pool.free() as i64 + warm);
         if let Some(p6) = self.held.pool6() {
-            free("ipv6").set(p6.free() as i64);
+            free("ipv6").set(p6.free() as i64 + warm);
         }
         m.nft_elements.set(self.elements);
     }
@@ -773,6 +993,8 @@ impl<D: Driver> Executor<D> {
 
     fn status(&self) -> Status {
         let pool = self.held.pool();
+        // A warm namespace's subnets are a create's for the asking.
+        let warm = self.warm.ready() as u32;
         Status {
             version: self.info.version.to_string(),
             namespaces: self.live.len(),
@@ -781,19 +1003,23 @@ impl<D: Driver> Executor<D> {
                 cidr: pool.base().to_string(),
                 prefix_len: pool.slot_prefix(),
                 size: pool.size(),
-                free: pool.free(),
+                free: pool.free() + warm,
             },
             pool6: self.held.pool6().map(|p| PoolStatus {
                 cidr: p.base().to_string(),
                 prefix_len: p.slot_prefix(),
                 size: p.size(),
-                free: p.free(),
+                free: p.free() + warm,
             }),
             uplink: self.info.uplink.clone(),
             table: self.info.table.clone(),
             netns_dir: self.info.dirs.netns.to_string_lossy().into_owned(),
             uptime_seconds: self.info.started.elapsed().as_secs(),
             batch_sizes: self.batch_sizes.report(),
+            warm: WarmStatus {
+                target: self.warm.target,
+                ready: self.warm.ready(),
+            },
         }
     }
 }

@@ -220,6 +220,16 @@ impl Reservations {
         );
     }
 
+    /// Keeps what a discarded warm namespace used until the kernel reports its host link
+    /// gone, and `name` with it: the create of `name` that needs its subnet waits for that.
+    pub fn start_dying_for(&mut self, ns: &Namespace, name: &str) {
+        self.start_dying(ns, false);
+        self.dying_names.insert(name.to_string());
+        if let Some(d) = self.dying.get_mut(&ns.host_ifindex) {
+            d.name = Some(name.to_string());
+        }
+    }
+
     /// The kernel removed the link `ifindex`: frees what it held. Returns whether it was a
     /// dying one, and the name freed with it, if any.
     pub fn finish_dying(&mut self, ifindex: u32) -> Option<Option<String>> {

@@ -332,6 +332,14 @@ impl Mark {
         format!("{}{name}", Mark::PREFIX)
     }
 
+    /// Whether `alias` is the mark on `lo` of a namespace built for the warm pool: it keeps
+    /// it after a client claims it (only the host veth's mark names the owner).
+    pub fn is_warm_lo(alias: &str) -> bool {
+        alias
+            .strip_prefix(Mark::PREFIX)
+            .is_some_and(is_warm_name)
+    }
+
     /// Reads a mark back; anything that is not one (or names an invalid name) is `None`.
     pub fn parse(alias: &str) -> Option<Mark> {
         let rest = alias.strip_prefix(Mark::PREFIX)?;
@@ -367,6 +375,19 @@ impl Dirs {
         self.netns.join(name).to_string_lossy().into_owned()
     }
 
+    /// Where the warm pool's namespaces are until claimed.
+    pub fn warm(&self) -> std::path::PathBuf {
+        beside_netns_dir(&self.netns, "warm")
+    }
+
+    /// The same directories, with the netns files in the warm pool's.
+    pub fn for_warm(&self) -> Dirs {
+        Dirs {
+            netns: self.warm(),
+            etc_netns: self.etc_netns.clone(),
+        }
+    }
+
     /// `<etc-netns>/NAME/resolv.conf`.
     pub fn resolv_conf(&self, name: &str) -> String {
         self.etc_netns
@@ -376,6 +397,31 @@ impl Dirs {
             .into_owned()
     }
 }
+
+/// A directory of the agent's next to the netns directory (never in it: `ip netns list` would
+/// show it): `/run/.netns-nsagent-<what>` for `/run/netns`.
+pub fn beside_netns_dir(netns_dir: &std::path::Path, what: &str) -> std::path::PathBuf {
+    let name = netns_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "netns".into());
+    netns_dir
+        .parent()
+        .unwrap_or(std::path::Path::new("/"))
+        .join(format!(".{name}-nsagent-{what}"))
+}
+
+/// Names of namespaces in the warm pool: `~warm-<n>`, which no client can give (a name starts
+/// with a letter or digit), so that a warm namespace's marks can never be taken for a client's.
+pub fn warm_name(n: u64) -> String {
+    format!("{WARM_PREFIX}{n}")
+}
+
+pub fn is_warm_name(name: &str) -> bool {
+    name.starts_with(WARM_PREFIX)
+}
+
+const WARM_PREFIX: &str = "~warm-";
 
 /// The host veth's ifindex, chosen by the agent so that no look-up is needed after creation.
 /// Derived from the subnet's network address, which is unique among live and dying namespaces;

@@ -11,9 +11,9 @@ use listener::serve;
 pub use listener::{bind, Access, BindError};
 
 use crate::config::{Config, Uplink};
-use crate::driver::{EtcNetns, KernelDriver};
+use crate::driver::{EtcNetns, KernelDriver, Recovery};
 use crate::executor::{self, Executor, Job};
-use crate::model::{Dirs, Namespace};
+use crate::model::Dirs;
 use crate::netlink::Rtnl;
 use crate::netns::{self, NetnsDir};
 use crate::protocol::Limits;
@@ -187,15 +187,17 @@ fn start_executor(
         max_batch: config.max_batch,
         max_pending: executor::MAX_PENDING_DELETIONS,
         cleanup_on_exit: config.cleanup_on_exit,
+        warm: config.warm,
     };
     let handle = std::thread::Builder::new()
         .name("executor".into())
         .spawn(move || {
             match open_kernel(&info, &metrics) {
-                Ok((driver, adopted)) => {
+                Ok((driver, recovery)) => {
                     let mut ex =
                         Executor::new(driver, info, limits, config.pool, config.pool6, metrics);
-                    ex.adopt(adopted);
+                    ex.adopt(recovery.adopted);
+                    ex.adopt_warm(recovery.warm);
                     let _ = ready_tx.send(Ok(()));
                     ex.run(jobs);
                 }
@@ -216,7 +218,7 @@ fn start_executor(
 fn open_kernel(
     info: &executor::Info,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<(KernelDriver, Vec<Namespace>)> {
+) -> anyhow::Result<(KernelDriver, Recovery)> {
     let dir = NetnsDir::prepare(&info.dirs.netns).context("prepare the netns directory")?;
     let etc = EtcNetns::new(info.dirs.etc_netns.clone());
     let mut driver = KernelDriver::new(dir, etc, info.table.clone(), metrics.clone())
@@ -241,7 +243,7 @@ fn open_kernel(
             "recovered state from the kernel"
         );
     }
-    Ok((driver, recovery.adopted))
+    Ok((driver, recovery))
 }
 
 /// Tells systemd (Type=notify) about our state, if it is listening.

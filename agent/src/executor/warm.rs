@@ -1,0 +1,127 @@
+//! The warm pool: namespaces built ahead of demand (netns, veth pair, addresses, routes,
+//! neighbours, links up) that belong to nobody yet. A create the pool can serve takes one and
+//! only gives it what is the client's: its name, the host veth's mark, set and map elements,
+//! rate limits, resolv.conf. Plain bookkeeping: the executor decides when to build and claim.
+
+use crate::cmd::DEFAULT_NS_IFNAME;
+use crate::model::{self, Conf, Namespace, NamespaceSpec, Subnet, Subnet6};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Warm namespaces built per refill batch. Refill runs only while no client command is queued,
+/// and a command that arrives meanwhile waits for the batch in progress: small enough that this
+/// costs a few milliseconds (~1 ms of kernel work each here), big enough to batch the netlink
+/// round trips.
+pub const REFILL_BATCH: usize = 8;
+/// After a refill that failed (e.g. the pool is exhausted), the next waits this long.
+pub const REFILL_PAUSE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+pub struct Warm {
+    /// How many the agent keeps ready (`--warm`).
+    pub target: usize,
+    /// Ready ones, oldest first (claimed first).
+    ready: VecDeque<Namespace>,
+    /// For the next one's name.
+    seq: u64,
+    paused_until: Option<Instant>,
+}
+
+impl Warm {
+    pub fn new(target: usize) -> Self {
+        Warm {
+            target,
+            ..Warm::default()
+        }
+    }
+
+    pub fn ready(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// How many to build now: nothing while paused.
+    pub fn wanted(&self) -> usize {
+        if self.paused_until.is_some_and(|t| Instant::now() < t) {
+            return 0;
+        }
+        self.target.saturating_sub(self.ready.len())
+    }
+
+    pub fn pause(&mut self) {
+        self.paused_until = Some(Instant::now() + REFILL_PAUSE);
+    }
+
+    /// What a warm namespace is: the defaults of a create, under a name no client can give.
+    pub fn spec(&mut self) -> NamespaceSpec {
+        self.seq += 1;
+        NamespaceSpec {
+            name: model::warm_name(self.seq),
+            subnet: None,
+            ipv6: true,
+            subnet6: None,
+            conf: Conf {
+                nat: true,
+                ..Conf::default()
+            },
+            ns_ifname: DEFAULT_NS_IFNAME.to_string(),
+            host_ifname: None,
+            mtu: None,
+        }
+    }
+
+    /// Whether a warm namespace can become what `spec` asks for by a claim alone: it asks for
+    /// no address plan or interface layout of its own (`dual`: warm ones have IPv6 iff the
+    /// agent has an IPv6 pool). Everything in [`Conf`] can be given on claim.
+    pub fn serves(spec: &NamespaceSpec, dual: bool) -> bool {
+        spec.subnet.is_none()
+            && spec.subnet6.is_none()
+            && spec.host_ifname.is_none()
+            && spec.mtu.is_none()
+            && spec.ns_ifname == DEFAULT_NS_IFNAME
+            && (spec.ipv6 || !dual)
+    }
+
+    pub fn take(&mut self) -> Option<Namespace> {
+        self.ready.pop_front()
+    }
+
+    /// A claim that changed nothing: first in line again.
+    pub fn put_back(&mut self, ns: Namespace) {
+        self.ready.push_front(ns);
+    }
+
+    pub fn add(&mut self, ns: Namespace) {
+        // Names continue after what recovery adopted.
+        if let Some(n) = ns.name.rsplit('-').next().and_then(|n| n.parse().ok()) {
+            self.seq = self.seq.max(n);
+        }
+        self.ready.push_back(ns);
+    }
+
+    /// The ready one whose subnets overlap `subnet` or `subnet6`, taken out.
+    pub fn take_overlapping(
+        &mut self,
+        subnet: Option<Subnet>,
+        subnet6: Option<Subnet6>,
+    ) -> Option<Namespace> {
+        let i = self.ready.iter().position(|w| {
+            subnet.is_some_and(|s| w.subnet.start() <= s.end() && s.start() <= w.subnet.end())
+                || subnet6.is_some_and(|s| {
+                    w.v6.is_some_and(|v| {
+                        v.subnet6.start() <= s.end() && s.start() <= v.subnet6.end()
+                    })
+                })
+        })?;
+        self.ready.remove(i)
+    }
+
+    /// The ready one whose host veth is `ifindex`, taken out.
+    pub fn take_ifindex(&mut self, ifindex: u32) -> Option<Namespace> {
+        let i = self.ready.iter().position(|w| w.host_ifindex == ifindex)?;
+        self.ready.remove(i)
+    }
+
+    pub fn take_all(&mut self) -> Vec<Namespace> {
+        self.ready.drain(..).collect()
+    }
+}
