@@ -143,7 +143,9 @@ impl NetnsDir {
         );
         if let Err(e) = moved {
             let _ = std::fs::remove_file(&dst);
-            return Err(sys(format!("move {} to {}", src.display(), dst.display()))(e));
+            return Err(sys(format!("move {} to {}", src.display(), dst.display()))(
+                e,
+            ));
         }
         if let Err(e) = std::fs::remove_file(&src) {
             tracing::debug!(path = %src.display(), error = %e, "remove a moved warm namespace's file");

@@ -10,6 +10,7 @@ mod metrics;
 mod ops;
 mod ports;
 mod recovery;
+mod warm;
 
 use harness::*;
 use serde_json::{json, Value};

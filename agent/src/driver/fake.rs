@@ -58,7 +58,9 @@ impl Driver for Fake {
             .map(|(warm, ns)| {
                 if self.netns.contains(&ns.name) {
                     return Err(CreateFailure {
-                        error: DriverError::Netns(super::NetnsError::Exists(ns.name.clone().into())),
+                        error: DriverError::Netns(super::NetnsError::Exists(
+                            ns.name.clone().into(),
+                        )),
                         link_created: false,
                     });
                 }

@@ -264,10 +264,12 @@ impl KernelDriver {
         };
         let mut out: Vec<Result<(), CreateFailure>> = claims
             .iter()
-            .map(|(_, ns)| match NetnsDir::reserve_in(&self.netns, &ns.name) {
-                Ok(()) => Ok(()),
-                Err(e) => fail(e.into(), false),
-            })
+            .map(
+                |(_, ns)| match NetnsDir::reserve_in(&self.netns, &ns.name) {
+                    Ok(()) => Ok(()),
+                    Err(e) => fail(e.into(), false),
+                },
+            )
             .collect();
         let mut owner = vec![];
         let mut steps = vec![];

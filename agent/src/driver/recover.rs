@@ -230,10 +230,11 @@ impl KernelDriver {
                     continue;
                 }
             };
-            let host = inside
-                .host
-                .clone()
-                .or_else(|| inside.host_index.and_then(|i| self.host.link(i).ok().flatten()));
+            let host = inside.host.clone().or_else(|| {
+                inside
+                    .host_index
+                    .and_then(|i| self.host.link(i).ok().flatten())
+            });
             let mark = Mark {
                 name: name.clone(),
                 nat: true,
@@ -254,7 +255,10 @@ impl KernelDriver {
             match found {
                 Some(ns) => out.warm.push(ns),
                 None => {
-                    tracing::info!(name, "removing a warm namespace left half-built or half-claimed");
+                    tracing::info!(
+                        name,
+                        "removing a warm namespace left half-built or half-claimed"
+                    );
                     warm.remove(&name);
                     if let Some(h) = host {
                         super::Driver::delete_link(self, h.index);

@@ -17,12 +17,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use metrics::Metrics;
 use nft::{ElemOp, GroupError};
 use reservations::Reservations;
-use warm::Warm;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+use warm::Warm;
 
 /// Deleted namespaces whose host link the kernel has not freed yet, at most. Above this, new
 /// work waits: churn must not outrun the kernel's clean-up (each pending one holds ~0.3 MB of
@@ -277,9 +277,8 @@ impl<D: Driver> Executor<D> {
     /// Whether a cold create of `spec` would find no subnet in a pool.
     fn pool_exhausted_for(&self, spec: &NamespaceSpec) -> bool {
         let v4 = spec.subnet.is_none() && self.held.pool().free() == 0;
-        let v6 = spec.subnet6.is_none()
-            && spec.ipv6
-            && self.held.pool6().is_some_and(|p| p.free() == 0);
+        let v6 =
+            spec.subnet6.is_none() && spec.ipv6 && self.held.pool6().is_some_and(|p| p.free() == 0);
         v4 || v6
     }
 
@@ -347,15 +346,20 @@ impl<D: Driver> Executor<D> {
             }
             self.update_gauges();
         }
+        self.stop();
+        tracing::info!("command queue closed; executor stops");
+    }
+
+    /// What the agent leaves behind when it stops: its clients' namespaces (all of them gone
+    /// with --cleanup-on-exit), no warm ones: they are nobody's (after a crash, the next start
+    /// adopts them back).
+    fn stop(&mut self) {
         if self.limits.cleanup_on_exit {
             self.cleanup_all();
         }
-        // Warm namespaces are nobody's: they do not outlive the agent (after a crash, the next
-        // start adopts them back).
         let warm = self.warm.take_all();
         self.discard_warm(warm);
         self.release_removed("exit");
-        tracing::info!("command queue closed; executor stops");
     }
 
     /// Removes everything the agent made, in one batch, then the table.

@@ -20,6 +20,7 @@ fn executor(pool: &str) -> Executor<Fake> {
         max_batch: 64,
         max_pending: 100,
         cleanup_on_exit: false,
+        warm: 0,
     };
     let metrics = Arc::new(Metrics::new("test", "test").unwrap());
     Executor::new(
@@ -252,4 +253,156 @@ fn dual_stack_subnets_are_held_and_released_with_the_link() {
     let mut batch = VecDeque::new();
     ex.reap(&mut batch);
     assert_eq!(ex.held.pool6().map(|p| p.free()), Some(4));
+}
+
+fn warm_executor(pool: &str, target: usize) -> Executor<Fake> {
+    let mut ex = executor(pool);
+    ex.warm = Warm::new(target);
+    while ex.refill_wanted() {
+        ex.refill();
+    }
+    ex
+}
+
+fn answer(rx: &mut Rx) -> Namespace {
+    match rx.try_recv() {
+        Ok(Ok(Response::Namespace(ns))) => ns,
+        other => panic!("not a namespace: {other:?}"),
+    }
+}
+
+/// Lets the fake kernel report what died, and runs what waited for it.
+fn settle(ex: &mut Executor<Fake>) {
+    let mut batch = VecDeque::new();
+    ex.reap(&mut batch);
+    ex.process(&mut batch);
+}
+
+#[test]
+fn a_create_the_pool_can_serve_is_a_claim_and_looks_like_a_cold_one() {
+    let mut ex = warm_executor("100.64.0.0/24", 3);
+    assert_eq!(ex.warm.ready(), 3);
+    assert_eq!(ex.driver.netns.len(), 3, "built, under warm names");
+    assert!(ex
+        .driver
+        .netns
+        .iter()
+        .all(|n| crate::model::is_warm_name(n)));
+    let mut rx = run(&mut ex, vec![Request::Create(spec("a"))]);
+    let ns = answer(&mut rx[0]);
+    assert_eq!(ex.driver.claimed, 1);
+    // Exactly what a cold create of the first subnet would answer.
+    let dirs = ex.info.dirs.clone();
+    let mut cold = Namespace::plan(&spec("a"), ns.subnet, None, &dirs);
+    cold.host_ifindex = ns.host_ifindex;
+    assert_eq!(ns, cold);
+    assert_eq!(ns.subnet.to_string(), "100.64.0.0/30");
+    assert!(ex
+        .driver
+        .elems
+        .contains(&nft::Elem::NsIface(ns.host_ifname)));
+    let status = ex.status();
+    assert_eq!((status.warm.target, status.warm.ready), (3, 2));
+    assert_eq!(status.namespaces, 1);
+    // Warm subnets count as free.
+    assert_eq!(status.pool.free, 64 - 1);
+    let mut rx = run(&mut ex, vec![Request::List]);
+    match rx[0].try_recv() {
+        Ok(Ok(Response::Encoded(text))) => {
+            let text = String::from_utf8(text.0).unwrap();
+            assert!(text.contains("\"a\"") && !text.contains("warm"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn what_a_warm_namespace_cannot_be_is_built_cold() {
+    let mut ex = warm_executor("100.64.0.0/24", 2);
+    let mut own = spec("own-mtu");
+    own.mtu = Some(9000);
+    let mut rx = run(&mut ex, vec![Request::Create(own)]);
+    assert_eq!(code(&mut rx[0]), "ok");
+    assert_eq!((ex.driver.claimed, ex.warm.ready()), (0, 2));
+    let claims = |r| ex.metrics.warm_claims_total.with_label_values(&[r]).get();
+    assert_eq!((claims("hit"), claims("miss")), (0, 1));
+}
+
+#[test]
+fn a_burst_bigger_than_the_pool_is_served_warm_first_then_cold() {
+    let mut ex = warm_executor("100.64.0.0/24", 2);
+    let mut rx = run(
+        &mut ex,
+        (0..5)
+            .map(|i| Request::Create(spec(&format!("n{i}"))))
+            .collect(),
+    );
+    for r in &mut rx {
+        assert_eq!(code(r), "ok");
+    }
+    assert_eq!(ex.driver.claimed, 2);
+    assert_eq!(ex.live.len(), 5);
+    assert!(ex.refill_wanted());
+}
+
+#[test]
+fn an_explicit_subnet_of_a_warm_namespace_discards_it_and_succeeds() {
+    let mut ex = warm_executor("100.64.0.0/24", 2);
+    let mut s = spec("explicit");
+    s.subnet = Subnet::parse("100.64.0.0/30");
+    let mut rx = run(&mut ex, vec![Request::Create(s)]);
+    assert_eq!(
+        code(&mut rx[0]),
+        "unanswered",
+        "waits for the warm one to die"
+    );
+    assert_eq!(ex.warm.ready(), 1);
+    settle(&mut ex);
+    let ns = answer(&mut rx[0]);
+    assert_eq!(ns.subnet.to_string(), "100.64.0.0/30");
+    assert_eq!(ex.driver.claimed, 0);
+}
+
+#[test]
+fn with_the_pool_exhausted_warm_subnets_count_as_free() {
+    // A /28 of /30s: four subnets, all warm.
+    let mut ex = warm_executor("100.64.0.0/28", 4);
+    assert_eq!(ex.warm.ready(), 4);
+    assert_eq!(ex.status().pool.free, 4);
+    let mut cold = spec("cold");
+    cold.ns_ifname = "net0".into();
+    let mut rx = run(&mut ex, vec![Request::Create(cold)]);
+    assert_eq!(code(&mut rx[0]), "unanswered");
+    settle(&mut ex);
+    assert_eq!(code(&mut rx[0]), "ok");
+    assert_eq!(ex.warm.ready(), 3);
+}
+
+#[test]
+fn a_claim_that_changed_nothing_puts_the_warm_one_back() {
+    let mut ex = warm_executor("100.64.0.0/24", 1);
+    // Someone else's `ip netns add taken`.
+    ex.driver.netns.insert("taken".into());
+    let mut rx = run(&mut ex, vec![Request::Create(spec("taken"))]);
+    assert_eq!(code(&mut rx[0]), "exists");
+    assert_eq!(ex.warm.ready(), 1);
+    // One that used it up: gone, and its subnet freed once the kernel says so.
+    ex.driver.fail_netlink.insert("broken".into());
+    let mut rx = run(&mut ex, vec![Request::Create(spec("broken"))]);
+    assert_eq!(code(&mut rx[0]), "kernel");
+    assert_eq!(ex.warm.ready(), 0);
+    assert_eq!(ex.held.dying(), 1);
+    settle(&mut ex);
+    assert_eq!(ex.held.dying(), 0);
+}
+
+#[test]
+fn warm_namespaces_are_removed_when_the_agent_stops() {
+    let mut ex = warm_executor("100.64.0.0/24", 3);
+    let mut rx = run(&mut ex, vec![Request::Create(spec("kept"))]);
+    assert_eq!(code(&mut rx[0]), "ok");
+    assert_eq!(ex.driver.netns.len(), 3);
+    ex.stop();
+    assert_eq!(ex.warm.ready(), 0);
+    assert_eq!(ex.driver.netns, HashSet::from(["kept".to_string()]));
 }

@@ -335,9 +335,7 @@ impl Mark {
     /// Whether `alias` is the mark on `lo` of a namespace built for the warm pool: it keeps
     /// it after a client claims it (only the host veth's mark names the owner).
     pub fn is_warm_lo(alias: &str) -> bool {
-        alias
-            .strip_prefix(Mark::PREFIX)
-            .is_some_and(is_warm_name)
+        alias.strip_prefix(Mark::PREFIX).is_some_and(is_warm_name)
     }
 
     /// Reads a mark back; anything that is not one (or names an invalid name) is `None`.

@@ -46,6 +46,7 @@ impl TestAgent {
             max_batch: 64,
             max_pending: 100,
             cleanup_on_exit: false,
+            warm: 0,
         };
         let ex = Executor::new(fake, info, limits, pool, None, metrics.clone());
         let executor = std::thread::spawn(move || ex.run(jobs));
