@@ -97,6 +97,7 @@ fn run_phase(phase: &str, opts: &Opts) -> anyhow::Result<()> {
         "flat-floor" => methods::flat_floor(opts)?,
         "features" => methods::features(opts)?,
         "dual" => methods::dual(opts)?,
+        "warm" => methods::warm(opts)?,
         other => bail!("unknown phase {other}"),
     };
     println!("RESULT {}", serde_json::to_string(&result)?);
@@ -207,6 +208,8 @@ fn orchestrate(opts: Opts) -> anyhow::Result<()> {
             "features" => run("features", "features", &mut results)?,
             // Dual-stack creates vs IPv4-only ones, one agent with an IPv6 pool.
             "dual" => run("dual", "dual", &mut results)?,
+            // The warm pool (`--warm n`) vs cold creates, one agent after the other.
+            "warm" => run("warm", "warm", &mut results)?,
             other => bail!("unknown method {other}"),
         }
     }

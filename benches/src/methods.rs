@@ -33,6 +33,10 @@ struct Agent {
 
 impl Agent {
     fn start(opts: &Opts) -> anyhow::Result<Agent> {
+        Agent::start_with(opts, &[])
+    }
+
+    fn start_with(opts: &Opts, extra: &[&str]) -> anyhow::Result<Agent> {
         let bin = opts.agent_bin.clone().context("--agent-bin")?;
         let child = Command::new(&bin)
             .args([
@@ -46,6 +50,7 @@ impl Agent {
                 "--pool6",
                 &opts.pool6,
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("start {bin}"))?;
@@ -60,6 +65,17 @@ impl Agent {
     }
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGTERM, and wait: a stopped agent removes its warm namespaces (a killed one keeps them
+    /// for its next start).
+    fn terminate(mut self) -> anyhow::Result<()> {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        self.child.wait()?;
+        Ok(())
     }
 }
 
@@ -683,4 +699,157 @@ fn bracketed_with(
         "plain_rules": plain_rules,
         "featured_rules": featured_rules,
     }))
+}
+
+/// How many warm namespaces the agent has ready.
+fn warm_ready() -> anyhow::Result<u64> {
+    let status = call(json!({"op": "status"}))?;
+    status["result"]["warm"]["ready"]
+        .as_u64()
+        .context("status has no warm.ready")
+}
+
+/// Waits until the warm pool holds `n`; how long that took.
+fn wait_warm(n: usize) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    while warm_ready()? < n as u64 {
+        if t.elapsed() > FREE_LIMIT {
+            bail!("the warm pool did not fill");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(t.elapsed())
+}
+
+/// Lone creates, 50 ms apart (each one's pool slot refilled before the next), then deleted.
+fn lone_creates(n: usize, prefix: &str) -> anyhow::Result<Vec<f64>> {
+    let mut lat = vec![];
+    for i in 0..n {
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        let r = call(json!({"op": "create", "name": format!("{prefix}{i}")}))?;
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        if r["ok"] != true {
+            bail!("lone create failed: {r}");
+        }
+    }
+    for i in 0..n {
+        call(json!({"op": "delete", "name": format!("{prefix}{i}")}))?;
+    }
+    Ok(lat)
+}
+
+/// A burst of `n` creates sent at once by `clients` pipelining clients (every request in
+/// flight): latency percentiles and throughput.
+fn burst(names: &[String], clients: usize) -> anyhow::Result<(Value, f64)> {
+    let per = split(names, clients, "create");
+    let window = names.len().div_ceil(clients.max(1));
+    let d = drive(per, window)?;
+    ensure_ok(&d, "burst creates")?;
+    let rate = names.len() as f64 / d.elapsed.as_secs_f64();
+    Ok((percentiles(d.latencies_ms), rate))
+}
+
+fn delete_all(names: &[String], opts: &Opts, links0: usize) -> anyhow::Result<()> {
+    ensure_ok(
+        &drive(split(names, opts.clients, "delete"), opts.window)?,
+        "deletes",
+    )?;
+    wait_links(links0, FREE_LIMIT)
+}
+
+/// Issue 13: the warm pool against cold creates, one sandbox, the same requests: lone creates,
+/// a burst of `--n` from 10 pipelining clients, the refill after it, an open-loop load during
+/// refill, and what `--n` warm namespaces cost.
+pub fn warm(opts: &Opts) -> anyhow::Result<Value> {
+    check::start_listener()?;
+    let n = opts.n;
+    let clients = 10;
+    let names: Vec<String> = (0..n).map(|i| format!("w{i}")).collect();
+    let links0 = link_count()?;
+
+    // Cold: --warm 0.
+    let cold_lone;
+    let (cold_burst, cold_rate);
+    {
+        let _agent = Agent::start(opts)?;
+        cold_lone = lone_creates(opts.lone, "l")?;
+        wait_links(links0, FREE_LIMIT)?;
+        (cold_burst, cold_rate) = burst(&names, clients)?;
+        delete_all(&names, opts, links0)?;
+    }
+    wait_links(links0, FREE_LIMIT)?;
+    sandbox::wait_idle(Duration::from_secs(120));
+
+    // Warm: --warm n. The first fill is a refill from empty.
+    let mem0 = sandbox::kernel_mem()?;
+    let agent = Agent::start_with(opts, &["--warm", &n.to_string()])?;
+    let fill = wait_warm(n)?;
+    let mem1 = sandbox::kernel_mem()?;
+    let rss_full = peak_rss_mib(agent.pid());
+    let warm_lone = lone_creates(opts.lone, "l")?;
+    // The socket round trip without kernel work: what no create can go below.
+    let mut pings = vec![];
+    for _ in 0..opts.lone {
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        call(json!({"op": "ping"}))?;
+        pings.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    wait_warm(n)?;
+    let (warm_burst, warm_rate) = burst(&names, clients)?;
+    // The refill after the burst, quiet.
+    let refill = wait_warm(n)?;
+    delete_all(&names, opts, links0 + n)?;
+    wait_warm(n)?;
+    // The burst again, then an open-loop load while the pool refills behind it.
+    burst(&names, clients)?;
+    let ol_names: Vec<String> = (0..opts.rate_n).map(|i| format!("o{i}")).collect();
+    let ol = open_loop(&ol_names, opts.rate)?;
+    let ol_hits = ol_names.len(); // every create answered ok (open_loop fails otherwise)
+    let refill_after_load = wait_warm(n)?;
+    let check = check::check_all(&names[..n.min(100)], sandbox::UPLINK_ADDR)?;
+    let rss = peak_rss_mib(agent.pid());
+    let all: Vec<String> = names.iter().chain(&ol_names).cloned().collect();
+    delete_all(&all, opts, links0 + n)?;
+    agent.terminate()?;
+    wait_links(links0, FREE_LIMIT)?;
+
+    let p = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let summary = json!({
+        "n": n,
+        "clients": clients,
+        "ping_ms": percentiles(pings),
+        "cold": {
+            "lone_ms": percentiles(cold_lone),
+            "burst_ms": cold_burst,
+            "burst_per_s": cold_rate,
+        },
+        "warm": {
+            "lone_ms": percentiles(warm_lone),
+            "burst_ms": warm_burst,
+            "burst_per_s": warm_rate,
+            "fill_from_empty_per_s": n as f64 / fill.as_secs_f64(),
+            "refill_after_burst_per_s": n as f64 / refill.as_secs_f64(),
+            "refill_after_burst_and_load_s": refill_after_load.as_secs_f64(),
+            "open_loop": {"rate": opts.rate, "n": ol_hits, "latency_ms": percentiles(ol)},
+            "check": format!("{check}/{}", n.min(100)),
+            "peak_rss_mib": rss,
+            "rss_mib_full_pool": rss_full,
+            "kernel_mem": sandbox::kernel_mem_growth(&mem0, &mem1, n),
+        },
+    });
+    let (c, w) = (&summary["cold"], &summary["warm"]);
+    eprintln!(
+        "warm pool, n={n}: lone create p50/p99 {:.3}/{:.3} ms (cold {:.3}/{:.3}, ping {:.3}/{:.3}); burst p99 {:.1} ms vs cold {:.1} ms (ratio {:.3}); burst {:.0}/s vs cold {:.0}/s (x{:.1}); refill after the burst {:.0}/s ({:.2}x cold); open loop {}/s during refill p99 {:.2} ms",
+        p(&w["lone_ms"], "p50"), p(&w["lone_ms"], "p99"),
+        p(&c["lone_ms"], "p50"), p(&c["lone_ms"], "p99"),
+        p(&summary["ping_ms"], "p50"), p(&summary["ping_ms"], "p99"),
+        p(&w["burst_ms"], "p99"), p(&c["burst_ms"], "p99"),
+        p(&w["burst_ms"], "p99") / p(&c["burst_ms"], "p99"),
+        warm_rate, cold_rate, warm_rate / cold_rate,
+        p(w, "refill_after_burst_per_s"), p(w, "refill_after_burst_per_s") / cold_rate,
+        opts.rate, p(&w["open_loop"]["latency_ms"], "p99"),
+    );
+    Ok(summary)
 }

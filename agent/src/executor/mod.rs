@@ -285,13 +285,19 @@ impl<D: Driver> Executor<D> {
     /// Runs until every sender of the queue is gone.
     pub fn run(mut self, rx: Receiver<Job>) {
         let mut batch: VecDeque<Job> = VecDeque::new();
+        let mut last_batch = Instant::now();
         loop {
             self.reap(&mut batch);
             self.expire_deferred();
             self.sweep_orphans();
             if batch.is_empty() && self.refill_wanted() {
-                // Refill only while nobody waits: a client's command always goes first.
-                match rx.try_recv() {
+                // Refill only while nobody waits: a client's command always goes first, and
+                // the answers of the last batch get out before refill takes the CPU.
+                let quiet = warm::REFILL_QUIET.saturating_sub(last_batch.elapsed());
+                match rx.recv_timeout(quiet).map_err(|e| match e {
+                    RecvTimeoutError::Timeout => crossbeam_channel::TryRecvError::Empty,
+                    RecvTimeoutError::Disconnected => crossbeam_channel::TryRecvError::Disconnected,
+                }) {
                     Ok(job) => batch.push_back(job),
                     Err(crossbeam_channel::TryRecvError::Empty) => {
                         if self
@@ -337,6 +343,7 @@ impl<D: Driver> Executor<D> {
             self.metrics.batch_size.observe(batch.len() as f64);
             self.metrics.queue_depth.set(rx.len() as i64);
             self.process(&mut batch);
+            last_batch = Instant::now();
             // A create waits for a name still held, or the oldest held has waited enough.
             let (_, since) = self.driver.removed_held();
             if !self.deferred.is_empty() {
