@@ -427,7 +427,7 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__run)
-            opts="-h --config --check-config --socket --netns-dir --etc-netns-dir --uplink --pool --pool6 --prefix-len6 --prefix-len --table --max-batch --queue-capacity --socket-mode --socket-group --allow-uid --allow-gid --cleanup-on-exit --metrics-addr --log-level --log-format --help"
+            opts="-h --config --check-config --socket --netns-dir --etc-netns-dir --uplink --pool --pool6 --prefix-len6 --prefix-len --table --max-batch --queue-capacity --socket-mode --socket-group --allow-uid --allow-gid --cleanup-on-exit --warm --metrics-addr --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -494,6 +494,10 @@ _nsagent() {
                     return 0
                     ;;
                 --allow-gid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --warm)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -53,6 +53,7 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l socket-mode -d '
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l socket-group -d 'Group owning the socket file (name or number); its members may connect' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l allow-uid -d 'Uids allowed to talk to the agent besides root (comma-separated)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l allow-gid -d 'Gids (the peer\'s primary group) allowed to talk to the agent (comma-separated)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l warm -d 'Namespaces to keep built ahead, so that a create they can serve is answered without waiting for the kernel (0: none)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l metrics-addr -d 'Address of the HTTP endpoint (/metrics, /healthz, /readyz); `off` disables it' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l log-level -d 'Log filter (tracing EnvFilter syntax), e.g. `info` or `nsagent=debug`' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l log-format -d 'Log line format' -r -f -a "text\t'Human-readable lines (colored on a terminal)'

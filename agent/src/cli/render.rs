@@ -51,6 +51,13 @@ pub fn status_details(st: &Status) -> String {
         ("namespaces", st.namespaces.to_string()),
         ("pending deletions", st.pending_deletions.to_string()),
         (
+            "warm",
+            match st.warm.target {
+                0 => "off".to_string(),
+                t => format!("{} ready of {t}", st.warm.ready),
+            },
+        ),
+        (
             "pool",
             format!(
                 "{} (/{} subnets: {} free of {})",
