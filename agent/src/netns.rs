@@ -110,8 +110,8 @@ impl NetnsDir {
         &self.dir
     }
 
-    /// Takes the name `name` in `to` for a namespace about to move there: the empty file a
-    /// mount goes onto, made with O_EXCL (the name's lock, as in [`NetnsDir::create`]).
+    /// Takes the name `name` in `to`: the empty file a namespace is mounted or moved onto, made
+    /// with O_EXCL, so that it is the name's lock as well (a second creator gets EEXIST).
     pub fn reserve_in(to: &NetnsDir, name: &str) -> Result<(), NetnsError> {
         let path = to.path(name);
         match open(
@@ -184,16 +184,7 @@ impl NetnsDir {
     /// Makes the named namespace. On error nothing is left behind and the thread is back home.
     pub fn create(&self, name: &str) -> Result<NewNetns, NetnsError> {
         let path = self.path(name);
-        // O_EXCL: the file is the name's lock as well; a second creator gets EEXIST.
-        match open(
-            &path,
-            OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => drop(fd),
-            Err(nix::Error::EEXIST) => return Err(NetnsError::Exists(path)),
-            Err(e) => return Err(sys(format!("create {}", path.display()))(e)),
-        }
+        NetnsDir::reserve_in(self, name)?;
         let made = self.away(|| {
             unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare(CLONE_NEWNET)"))?;
             Self::mark_and_mount(name, &path)

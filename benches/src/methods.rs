@@ -270,19 +270,7 @@ pub fn nsagent(opts: &Opts) -> anyhow::Result<Value> {
     wait_links(links0, FREE_LIMIT)?;
 
     // Lone creates on an idle agent.
-    let mut lone = vec![];
-    for i in 0..opts.lone {
-        std::thread::sleep(Duration::from_millis(50));
-        let t = Instant::now();
-        let r = call(json!({"op": "create", "name": format!("l{i}")}))?;
-        lone.push(t.elapsed().as_secs_f64() * 1e3);
-        if r["ok"] != true {
-            bail!("lone create failed: {r}");
-        }
-    }
-    for i in 0..opts.lone {
-        call(json!({"op": "delete", "name": format!("l{i}")}))?;
-    }
+    let lone = lone_creates(opts.lone, "l")?;
     // The same creates again while a scraper reads /metrics every 100 ms: scraping must not
     // slow churn down.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -127,6 +127,39 @@ fn pipeline(m: &Metrics, rtnl: &mut Rtnl, reqs: Vec<Request>) -> Vec<Result<(), 
     out
 }
 
+/// The directory of a namespace's file: the warm pool's for a warm one. (Of the fields, not of
+/// the driver, so that the graveyard can be borrowed beside it.)
+fn dir_of<'a>(
+    netns: &'a NetnsDir,
+    warm: &'a Option<NetnsDir>,
+    name: &str,
+) -> Result<&'a NetnsDir, DriverError> {
+    if !is_warm_name(name) {
+        return Ok(netns);
+    }
+    warm.as_ref()
+        .ok_or(DriverError::Bug("the warm pool has no directory"))
+}
+
+/// Changes the egress rate limit on the veth inside the namespace `name` of `dir`.
+fn limit_egress(
+    m: &Metrics,
+    dir: &NetnsDir,
+    name: &str,
+    old: Option<u64>,
+    new: Option<u64>,
+) -> Result<(), DriverError> {
+    let steps: Vec<Step> = super::tc::change(PEER_IFINDEX, old, new)
+        .into_iter()
+        .map(|r| (r, "limit egress rate"))
+        .collect();
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let sent = dir.inspect(name, |rtnl| Ok(send(m, rtnl, steps)))?;
+    sent.into_iter().find(Result::is_err).unwrap_or(Ok(()))
+}
+
 /// Sends steps pipelined; one result per step, a failure named by its step.
 fn send(m: &Metrics, rtnl: &mut Rtnl, steps: Vec<Step>) -> Vec<Result<(), DriverError>> {
     let names: Vec<&'static str> = steps.iter().map(|(_, s)| *s).collect();
@@ -214,19 +247,13 @@ impl KernelDriver {
         {
             return Err(e);
         }
-        let inside: Vec<Step> = super::tc::change(PEER_IFINDEX, rate(old, false), rate(new, false))
-            .into_iter()
-            .map(|r| (r, "limit egress rate"))
-            .collect();
-        if !inside.is_empty() {
-            let m = self.metrics.clone();
-            let sent = self
-                .netns
-                .inspect(&new.name, |rtnl| Ok(send(&m, rtnl, inside)))?;
-            if let Some(Err(e)) = sent.into_iter().find(Result::is_err) {
-                return Err(e);
-            }
-        }
+        limit_egress(
+            &self.metrics,
+            &self.netns,
+            &new.name,
+            rate(old, false),
+            rate(new, false),
+        )?;
         if old.conf.dns != new.conf.dns {
             match &new.conf.dns {
                 Some(dns) => self.etc.write(&new.name, dns).map_err(DriverError::Etc)?,
@@ -234,16 +261,6 @@ impl KernelDriver {
             }
         }
         Ok(())
-    }
-
-    /// The directory of a namespace's file: the warm pool's for a warm one.
-    fn dir_of(&self, name: &str) -> Result<&NetnsDir, DriverError> {
-        if !is_warm_name(name) {
-            return Ok(&self.netns);
-        }
-        self.warm
-            .as_ref()
-            .ok_or(DriverError::Bug("the warm pool has no directory"))
     }
 
     /// [`Driver::claim`]: the name first (its file, O_EXCL: a taken name leaves the warm
@@ -298,20 +315,9 @@ impl KernelDriver {
                 continue;
             }
             let egress = ns.conf.bandwidth.and_then(|b| b.egress_bps);
-            let inside: Vec<Step> = super::tc::change(PEER_IFINDEX, None, egress)
-                .into_iter()
-                .map(|r| (r, "limit egress rate"))
-                .collect();
-            if !inside.is_empty() {
-                let m = self.metrics.clone();
-                let sent = warm
-                    .inspect(&w.name, |rtnl| Ok(send(&m, rtnl, inside)))
-                    .map_err(DriverError::from)
-                    .and_then(|v| v.into_iter().find(Result::is_err).unwrap_or(Ok(())));
-                if let Err(e) = sent {
-                    out[i] = fail(e, true);
-                    continue;
-                }
+            if let Err(e) = limit_egress(&self.metrics, warm, &w.name, None, egress) {
+                out[i] = fail(e, true);
+                continue;
             }
             if let Some(dns) = &ns.conf.dns {
                 if let Err(e) = self.etc.write(&ns.name, dns) {
@@ -340,8 +346,7 @@ impl KernelDriver {
 
     /// Makes each namespace's netns and builds its host requests.
     fn start<'a>(&self, ns: &'a Namespace) -> Building<'a> {
-        let made = self
-            .dir_of(&ns.name)
+        let made = dir_of(&self.netns, &self.warm, &ns.name)
             .and_then(|d| d.create(&ns.name).map_err(DriverError::from));
         match made {
             Ok(made) => Building {
@@ -435,7 +440,7 @@ impl KernelDriver {
         if let Some(made) = b.netns {
             drop(made);
             if b.outcome.is_err() {
-                if let Ok(dir) = self.dir_of(&b.ns.name) {
+                if let Ok(dir) = dir_of(&self.netns, &self.warm, &b.ns.name) {
                     dir.remove(&b.ns.name);
                 }
                 self.etc.remove(&b.ns.name);
@@ -483,10 +488,8 @@ impl Driver for KernelDriver {
             }
         }
         for ns in nss {
-            let dir = match (is_warm_name(&ns.name), &self.warm) {
-                (false, _) => &self.netns,
-                (true, Some(w)) => w,
-                (true, None) => continue,
+            let Ok(dir) = dir_of(&self.netns, &self.warm, &ns.name) else {
+                continue;
             };
             if let Some(g) = &mut self.graveyard {
                 g.hold(&dir.path(&ns.name));

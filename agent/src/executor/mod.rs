@@ -231,12 +231,7 @@ impl<D: Driver> Executor<D> {
                 Err(f) => {
                     tracing::warn!(error = %f.error, "building a warm namespace");
                     self.warm.pause();
-                    if f.link_created {
-                        self.held.start_dying(&ns, false);
-                    } else {
-                        self.held
-                            .release(ns.subnet, ns.v6.map(|v| v.subnet6), &ns.host_ifname);
-                    }
+                    self.held.failed(&ns, f.link_created);
                 }
             }
         }
@@ -258,6 +253,9 @@ impl<D: Driver> Executor<D> {
     /// create names, or, with the pool exhausted, any one for a create it cannot serve. The
     /// warm namespace goes, and the create waits (by its name) until the kernel freed it.
     fn make_room(&mut self, spec: &NamespaceSpec) {
+        if self.warm.ready() == 0 {
+            return;
+        }
         let mut discard = self.warm.take_overlapping(spec.subnet, spec.subnet6);
         let dual = self.held.pool6().is_some();
         if discard.is_none()
@@ -294,12 +292,9 @@ impl<D: Driver> Executor<D> {
                 // Refill only while nobody waits: a client's command always goes first, and
                 // the answers of the last batch get out before refill takes the CPU.
                 let quiet = warm::REFILL_QUIET.saturating_sub(last_batch.elapsed());
-                match rx.recv_timeout(quiet).map_err(|e| match e {
-                    RecvTimeoutError::Timeout => crossbeam_channel::TryRecvError::Empty,
-                    RecvTimeoutError::Disconnected => crossbeam_channel::TryRecvError::Disconnected,
-                }) {
+                match rx.recv_timeout(quiet) {
                     Ok(job) => batch.push_back(job),
-                    Err(crossbeam_channel::TryRecvError::Empty) => {
+                    Err(RecvTimeoutError::Timeout) => {
                         if self
                             .driver
                             .removed_held()
@@ -311,7 +306,7 @@ impl<D: Driver> Executor<D> {
                         self.refill();
                         continue;
                     }
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
             if batch.is_empty() {
@@ -760,12 +755,7 @@ impl<D: Driver> Executor<D> {
             (Err(f), _) => {
                 tracing::info!(name = %ns.name, error = %f.error, "create rolled back");
                 self.held.release_ports(&ns);
-                if f.link_created {
-                    self.held.start_dying(&ns, false);
-                } else {
-                    self.held
-                        .release(ns.subnet, ns.v6.map(|v| v.subnet6), &ns.host_ifname);
-                }
+                self.held.failed(&ns, f.link_created);
                 Err(f.error.into())
             }
         }

@@ -220,6 +220,16 @@ impl Reservations {
         );
     }
 
+    /// After a create that failed: what it used is free at once if it made no host link, else
+    /// once the kernel has removed that link.
+    pub fn failed(&mut self, ns: &Namespace, link_created: bool) {
+        if link_created {
+            self.start_dying(ns, false);
+        } else {
+            self.release(ns.subnet, ns.v6.map(|v| v.subnet6), &ns.host_ifname);
+        }
+    }
+
     /// Keeps what a discarded warm namespace used until the kernel reports its host link
     /// gone, and `name` with it: the create of `name` that needs its subnet waits for that.
     pub fn start_dying_for(&mut self, ns: &Namespace, name: &str) {

@@ -108,6 +108,9 @@ impl Warm {
         subnet: Option<Subnet>,
         subnet6: Option<Subnet6>,
     ) -> Option<Namespace> {
+        if subnet.is_none() && subnet6.is_none() {
+            return None;
+        }
         let i = self.ready.iter().position(|w| {
             subnet.is_some_and(|s| w.subnet.start() <= s.end() && s.start() <= w.subnet.end())
                 || subnet6.is_some_and(|s| {
