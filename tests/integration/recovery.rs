@@ -365,6 +365,10 @@ fn a_veth_no_namespace_file_leads_to_is_removed_after_a_restart() {
     let held = c.ok(json!({"op":"create","name":"held"}));
     c.ok(json!({"op":"create","name":"stays"}));
     sb.sh("ip netns exec held sleep 1000 >/dev/null 2>&1 & echo $! > /run/held.pid");
+    // The process must be inside before the file goes, or nothing holds the namespace.
+    sb.wait_until("the process inside", || {
+        !sb.sh("ip netns pids held").trim().is_empty()
+    });
     c.ok(json!({"op":"delete","name":"held"}));
     let veth = held["host_ifname"].as_str().unwrap().to_string();
     // Give the agent time to hand the namespace to the kernel: the veth stays all the same.
