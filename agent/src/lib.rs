@@ -5,7 +5,8 @@
 //! [`server`] (socket tasks) → bounded crossbeam queue → [`executor`] (one thread: batches,
 //! planning, rollback) → [`driver`] (the kernel: [`netns`] + [`netlink`] for namespaces, links
 //! and addresses, the `nft` crate for the table). [`model`] is the plain data both sides agree
-//! on. Metrics observe at the edges; they never steer.
+//! on. Metrics observe at the edges, and [`events`] tells watchers what the executor committed;
+//! neither steers.
 //!
 //! The binary is a thin shell over [`cli::main`]; `nsagent run` is [`server::run`] with a
 //! [`config::Config`].
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod driver;
+pub mod events;
 pub mod model;
 pub mod protocol;
 pub mod server;

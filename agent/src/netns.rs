@@ -276,15 +276,47 @@ impl NetnsDir {
     }
 
     fn remove_path(&self, path: &Path) {
-        if let Err(e) = umount2(path, MntFlags::MNT_DETACH) {
-            if e != nix::Error::EINVAL && e != nix::Error::ENOENT {
-                tracing::warn!(path = %path.display(), error = %e, "umount netns");
-            }
+        remove_file(path);
+    }
+
+    /// [`NetnsDir::remove`] for many names at once, on up to [`UNMOUNT_THREADS`] threads: every
+    /// unmount waits for an RCU grace period, which the kernel's namespace clean-up can stretch
+    /// to milliseconds, and unmounts that wait together share one
+    /// (docs/kernel.md#an-unmount-waits-for-an-rcu-grace-period).
+    pub fn remove_all(&self, names: &[&str]) {
+        let paths: Vec<PathBuf> = names.iter().map(|n| self.path(n)).collect();
+        if paths.len() < 2 {
+            paths.iter().for_each(|p| remove_file(p));
+            return;
         }
-        if let Err(e) = std::fs::remove_file(path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %path.display(), error = %e, "unlink netns");
+        let per = paths.len().div_ceil(UNMOUNT_THREADS);
+        std::thread::scope(|s| {
+            for chunk in paths.chunks(per) {
+                let spawned = std::thread::Builder::new()
+                    .name("unmount".into())
+                    .spawn_scoped(s, move || chunk.iter().for_each(|p| remove_file(p)));
+                if spawned.is_err() {
+                    // No thread to be had: do this share here, one by one.
+                    chunk.iter().for_each(|p| remove_file(p));
+                }
             }
+        });
+    }
+}
+
+/// Most threads [`NetnsDir::remove_all`] unmounts on.
+pub const UNMOUNT_THREADS: usize = 32;
+
+/// Unmounts and unlinks one netns file; what is already gone is fine.
+fn remove_file(path: &Path) {
+    if let Err(e) = umount2(path, MntFlags::MNT_DETACH) {
+        if e != nix::Error::EINVAL && e != nix::Error::ENOENT {
+            tracing::warn!(path = %path.display(), error = %e, "umount netns");
+        }
+    }
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "unlink netns");
         }
     }
 }

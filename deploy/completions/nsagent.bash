@@ -49,6 +49,9 @@ _nsagent() {
             nsagent,status)
                 cmd="nsagent__subcmd__status"
                 ;;
+            nsagent,watch)
+                cmd="nsagent__subcmd__watch"
+                ;;
             nsagent__subcmd__help,add)
                 cmd="nsagent__subcmd__help__subcmd__add"
                 ;;
@@ -82,6 +85,9 @@ _nsagent() {
             nsagent__subcmd__help,status)
                 cmd="nsagent__subcmd__help__subcmd__status"
                 ;;
+            nsagent__subcmd__help,watch)
+                cmd="nsagent__subcmd__help__subcmd__watch"
+                ;;
             *)
                 ;;
         esac
@@ -89,7 +95,7 @@ _nsagent() {
 
     case "${cmd}" in
         nsagent)
-            opts="-h -V --help --version run add set del list show status exec completions man help"
+            opts="-h -V --help --version run add set del list watch show status exec completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -103,7 +109,7 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__add)
-            opts="-p -h --count --prefix --subnet --no-nat --subnet6 --no-ipv6 --mtu --dns --dns-search --dns-option --rate --port --egress --egress6 --socket --json --help"
+            opts="-p -l -h --count --prefix --subnet --no-nat --subnet6 --no-ipv6 --mtu --dns --dns-search --dns-option --rate --port --egress --egress6 --label --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -161,6 +167,14 @@ _nsagent() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -187,13 +201,21 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__del)
-            opts="-h --prefix --socket --json --help"
+            opts="-l -h --prefix --label --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -227,7 +249,7 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__help)
-            opts="run add set del list show status exec completions man help"
+            opts="run add set del list watch show status exec completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -394,13 +416,35 @@ _nsagent() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        nsagent__subcmd__help__subcmd__watch)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         nsagent__subcmd__list)
-            opts="-h --socket --json --help"
+            opts="-l -h --label --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -521,7 +565,7 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__set)
-            opts="-p -h --nat --no-nat --no-ports --no-egress --no-rate --no-dns --dns --dns-search --dns-option --rate --port --egress --egress6 --socket --json --help"
+            opts="-p -l -h --nat --no-nat --no-ports --no-egress --no-rate --no-dns --no-labels --dns --dns-search --dns-option --rate --port --egress --egress6 --label --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -556,6 +600,14 @@ _nsagent() {
                     return 0
                     ;;
                 --egress6)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -595,6 +647,32 @@ _nsagent() {
                 return 0
             fi
             case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsagent__subcmd__watch)
+            opts="-l -h --label --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -28,9 +28,10 @@ complete -c nsagent -n "__fish_nsagent_needs_command" -s h -l help -d 'Print hel
 complete -c nsagent -n "__fish_nsagent_needs_command" -s V -l version -d 'Print version'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "run" -d 'Run the agent'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "add" -d 'Create a namespace, or --count of them'
-complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "set" -d 'Change a namespace\'s NAT, ports, egress address, rate limits or DNS'
-complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "del" -d 'Delete namespaces by name, or every one whose name has a --prefix'
-complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "list" -d 'List the namespaces'
+complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "set" -d 'Change a namespace\'s NAT, ports, egress address, rate limits, DNS or labels'
+complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "del" -d 'Delete namespaces by name, every one whose name has a --prefix, or by label'
+complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "list" -d 'List the namespaces (all, or those with the given labels)'
+complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "watch" -d 'Print every change to namespaces as it happens, until interrupted'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "show" -d 'Show one namespace'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "status" -d 'Show the agent\'s status'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "exec" -d 'Run a command inside a namespace\'s network namespace'
@@ -73,6 +74,7 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l rate -d 'Rate li
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -s p -l port -d 'Publish a port: `[tcp/|udp/][HOST_ADDR:]HOST_PORT:PORT` (repeat the flag), e.g. 8080:80, udp/5353:53, 198.18.0.1:8443:443' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l egress -d 'Address (one of the host\'s) the namespace\'s outbound traffic leaves from' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l egress6 -d 'The same for its IPv6 traffic (a dual-stack namespace)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand add" -s l -l label -d 'A label, KEY=VALUE (repeat the flag; `set` replaces every label with those given)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l socket -d 'Unix socket of the agent' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l no-nat -d 'Do not masquerade the namespace\'s traffic'
 complete -c nsagent -n "__fish_nsagent_using_subcommand add" -l no-ipv6 -d 'IPv4 only, even when the agent has an IPv6 pool'
@@ -85,6 +87,7 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l rate -d 'Rate li
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -s p -l port -d 'Publish a port: `[tcp/|udp/][HOST_ADDR:]HOST_PORT:PORT` (repeat the flag), e.g. 8080:80, udp/5353:53, 198.18.0.1:8443:443' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l egress -d 'Address (one of the host\'s) the namespace\'s outbound traffic leaves from' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l egress6 -d 'The same for its IPv6 traffic (a dual-stack namespace)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -s l -l label -d 'A label, KEY=VALUE (repeat the flag; `set` replaces every label with those given)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l socket -d 'Unix socket of the agent' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l nat -d 'Masquerade the namespace\'s traffic'
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l no-nat -d 'Do not masquerade the namespace\'s traffic'
@@ -92,15 +95,22 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l no-ports -d 'Rem
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l no-egress -d 'Masquerade outbound traffic again instead of SNATing it to an egress address'
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l no-rate -d 'Remove the rate limits'
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l no-dns -d 'Remove the resolv.conf'
+complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l no-labels -d 'Remove every label'
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -l json -d 'Print the protocol\'s result object(s) as one JSON document instead of a table'
 complete -c nsagent -n "__fish_nsagent_using_subcommand set" -s h -l help -d 'Print help'
 complete -c nsagent -n "__fish_nsagent_using_subcommand del" -l prefix -d 'Delete every namespace whose name starts with PREFIX (listed, then deleted pipelined)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand del" -s l -l label -d 'Delete every namespace that carries the label KEY=VALUE (repeat: every one of them; with --prefix: both)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand del" -l socket -d 'Unix socket of the agent' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand del" -l json -d 'Print the protocol\'s result object(s) as one JSON document instead of a table'
 complete -c nsagent -n "__fish_nsagent_using_subcommand del" -s h -l help -d 'Print help'
+complete -c nsagent -n "__fish_nsagent_using_subcommand list" -s l -l label -d 'Only namespaces that carry the label KEY=VALUE (repeat: every one of them)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand list" -l socket -d 'Unix socket of the agent' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand list" -l json -d 'Print the protocol\'s result object(s) as one JSON document instead of a table'
 complete -c nsagent -n "__fish_nsagent_using_subcommand list" -s h -l help -d 'Print help'
+complete -c nsagent -n "__fish_nsagent_using_subcommand watch" -s l -l label -d 'Only namespaces that carry the label KEY=VALUE (repeat: every one of them)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand watch" -l socket -d 'Unix socket of the agent' -r -F
+complete -c nsagent -n "__fish_nsagent_using_subcommand watch" -l json -d 'Print the protocol\'s result object(s) as one JSON document instead of a table'
+complete -c nsagent -n "__fish_nsagent_using_subcommand watch" -s h -l help -d 'Print help'
 complete -c nsagent -n "__fish_nsagent_using_subcommand show" -l socket -d 'Unix socket of the agent' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand show" -l json -d 'Print the protocol\'s result object(s) as one JSON document instead of a table'
 complete -c nsagent -n "__fish_nsagent_using_subcommand show" -s h -l help -d 'Print help'
@@ -111,14 +121,15 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand exec" -l socket -d 'Unix
 complete -c nsagent -n "__fish_nsagent_using_subcommand exec" -s h -l help -d 'Print help'
 complete -c nsagent -n "__fish_nsagent_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c nsagent -n "__fish_nsagent_using_subcommand man" -s h -l help -d 'Print help'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "run" -d 'Run the agent'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "add" -d 'Create a namespace, or --count of them'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "set" -d 'Change a namespace\'s NAT, ports, egress address, rate limits or DNS'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "del" -d 'Delete namespaces by name, or every one whose name has a --prefix'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "list" -d 'List the namespaces'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "show" -d 'Show one namespace'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "status" -d 'Show the agent\'s status'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "exec" -d 'Run a command inside a namespace\'s network namespace'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "man" -d 'Print the man page (roff)'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list show status exec completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "run" -d 'Run the agent'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "add" -d 'Create a namespace, or --count of them'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "set" -d 'Change a namespace\'s NAT, ports, egress address, rate limits, DNS or labels'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "del" -d 'Delete namespaces by name, every one whose name has a --prefix, or by label'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "list" -d 'List the namespaces (all, or those with the given labels)'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "watch" -d 'Print every change to namespaces as it happens, until interrupted'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "show" -d 'Show one namespace'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "status" -d 'Show the agent\'s status'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "exec" -d 'Run a command inside a namespace\'s network namespace'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "man" -d 'Print the man page (roff)'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

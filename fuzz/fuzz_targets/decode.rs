@@ -29,6 +29,9 @@ fuzz_target!(|data: &[u8]| {
             Request::Delete { name } | Request::Get { name } => {
                 assert!(!name.contains('/') && name != ".." && !name.is_empty());
             }
+            Request::List { selector } | Request::Watch { selector } => {
+                assert!(nsagent::model::labels::validate(selector).is_ok());
+            }
             _ => {}
         }
     }

@@ -155,8 +155,28 @@ impl Elem {
         }
     }
 
-    /// Reads back a map element [`Elem::key_data`] wrote.
-    pub fn from_map_entry(set: SetName, key: &[u8], data: &[u8]) -> Option<Elem> {
+    /// Reads back an element [`Elem::key_data`] wrote into `set` (`data`: a map's).
+    pub fn from_entry(set: SetName, key: &[u8], data: Option<&[u8]>) -> Option<Elem> {
+        let ifname = |k: &[u8]| {
+            let n = k.iter().position(|b| *b == 0).unwrap_or(k.len());
+            std::str::from_utf8(&k[..n]).ok().map(str::to_string)
+        };
+        match set {
+            SetName::NsIfaces => return ifname(key).map(Elem::NsIface),
+            SetName::Uplinks => return ifname(key).map(Elem::Uplink),
+            SetName::NatSaddrs => {
+                return <[u8; 4]>::try_from(key)
+                    .ok()
+                    .map(|a| Elem::NatSaddr(a.into()))
+            }
+            SetName::NatSaddrs6 => {
+                return <[u8; 16]>::try_from(key)
+                    .ok()
+                    .map(|a| Elem::NatSaddr6(a.into()))
+            }
+            _ => {}
+        }
+        let data = data?;
         let len = if set.is_ipv6() { 16 } else { 4 };
         let addr = |b: &[u8]| -> Option<IpAddr> {
             match len {
@@ -466,8 +486,24 @@ mod tests {
             },
         ] {
             let (key, data) = e.key_data();
-            let data = data.unwrap();
-            assert_eq!(Elem::from_map_entry(e.set(), &key, &data), Some(e.clone()));
+            assert!(data.is_some(), "a map element");
+            assert_eq!(
+                Elem::from_entry(e.set(), &key, data.as_deref()),
+                Some(e.clone())
+            );
+        }
+        // Set elements have no data.
+        for e in [
+            Elem::NsIface("nsv64400000".into()),
+            Elem::Uplink("uplink0".into()),
+            Elem::NatSaddr(Ipv4Addr::new(100, 64, 0, 2)),
+            Elem::NatSaddr6("fd00:1::2".parse().unwrap()),
+        ] {
+            let (key, data) = e.key_data();
+            assert_eq!(
+                Elem::from_entry(e.set(), &key, data.as_deref()),
+                Some(e.clone())
+            );
         }
         let (key, _) = Elem::Forward(f).key_data();
         assert_eq!(key, [198, 18, 0, 1, 6, 0, 0, 0, 0x1f, 0x90, 0, 0]);

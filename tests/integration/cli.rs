@@ -5,14 +5,14 @@ use crate::harness::*;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// Runs `nsagent ARGS` inside the sandbox, with NSAGENT_SOCKET pointing at its agent.
-fn nsagent(sb: &Sandbox, args: &[&str]) -> Run {
+pub fn nsagent(sb: &Sandbox, args: &[&str]) -> Run {
     let out = Command::new("nsenter")
         .args(["-t", &sb.pid.to_string(), "-m", "-n", "--", BIN])
         .args(args)
@@ -28,7 +28,7 @@ fn nsagent(sb: &Sandbox, args: &[&str]) -> Run {
 }
 
 /// Runs and expects exit 0.
-fn ok(sb: &Sandbox, args: &[&str]) -> Run {
+pub fn ok(sb: &Sandbox, args: &[&str]) -> Run {
     let r = nsagent(sb, args);
     assert_eq!(r.code, 0, "nsagent {args:?}: {}{}", r.stdout, r.stderr);
     r

@@ -11,6 +11,7 @@ mod ops;
 mod ports;
 mod recovery;
 mod warm;
+mod watch;
 
 use harness::*;
 use serde_json::{json, Value};

@@ -142,6 +142,20 @@ impl Client {
         Ok(answer.outcome()??)
     }
 
+    /// After a `watch` was answered: the next event line, as it came (`None`: the agent closed
+    /// the connection). Waits as long as it takes.
+    pub fn next_event(&mut self) -> Result<Option<String>, CliError> {
+        self.stream
+            .set_read_timeout(None)
+            .map_err(|e| self.lost(e))?;
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Ok(None),
+            Ok(_) => Ok(Some(line)),
+            Err(e) => Err(self.lost(e)),
+        }
+    }
+
     /// Sends every request at once (from a writer thread) while reading the responses as they
     /// come, in any order; returns the outcomes in request order.
     pub fn pipeline<O: Op + Send + 'static>(

@@ -5,8 +5,8 @@ use super::client::Client;
 use super::error::{AgentError, CliError};
 use super::render;
 use super::{out, print_json, warn};
-use crate::cmd::{Create, Delete, Get, GetStatus, List, Op, Update};
-use crate::model::{Bandwidth, Dns, PortForward, Proto};
+use crate::cmd::{Create, Delete, Get, GetStatus, List, Op, Update, Watch};
+use crate::model::{labels, Bandwidth, Dns, Labels, PortForward, Proto};
 use anyhow::Context;
 use clap::builder::NonEmptyStringValueParser;
 use clap::{ArgGroup, Args};
@@ -99,6 +99,9 @@ pub struct SetArgs {
     /// Remove the resolv.conf.
     #[arg(long, conflicts_with = "nameservers")]
     pub no_dns: bool,
+    /// Remove every label.
+    #[arg(long, conflicts_with = "labels")]
+    pub no_labels: bool,
     /// New values; each replaces the old one whole (several -p: the new list of ports).
     #[command(flatten)]
     pub conf: ConfArgs,
@@ -132,6 +135,14 @@ pub struct ConfArgs {
     /// The same for its IPv6 traffic (a dual-stack namespace).
     #[arg(long = "egress6", value_name = "ADDR")]
     pub egress_addr6: Option<std::net::Ipv6Addr>,
+    /// A label, KEY=VALUE (repeat the flag; `set` replaces every label with those given).
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = labels::parse_pair)]
+    pub labels: Vec<(String, String)>,
+}
+
+/// Labels given as `-l KEY=VALUE` flags, if any.
+fn labels_of(pairs: &[(String, String)]) -> Option<Labels> {
+    (!pairs.is_empty()).then(|| pairs.iter().cloned().collect())
 }
 
 fn parse_port(s: &str) -> Result<PortForward, String> {
@@ -245,17 +256,33 @@ impl ConfArgs {
 #[derive(Args, Debug)]
 pub struct DelArgs {
     /// Names of the namespaces to delete.
-    #[arg(required_unless_present = "prefix", conflicts_with = "prefix")]
+    #[arg(required_unless_present_any = ["prefix", "selector"], conflicts_with_all = ["prefix", "selector"])]
     pub names: Vec<String>,
     /// Delete every namespace whose name starts with PREFIX (listed, then deleted pipelined).
     #[arg(long, value_parser = NonEmptyStringValueParser::new())]
     pub prefix: Option<String>,
+    /// Delete every namespace that carries the label KEY=VALUE (repeat: every one of them;
+    /// with --prefix: both).
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = labels::parse_pair)]
+    pub selector: Vec<(String, String)>,
     #[command(flatten)]
     pub opts: ClientOpts,
 }
 
 #[derive(Args, Debug)]
 pub struct ListArgs {
+    /// Only namespaces that carry the label KEY=VALUE (repeat: every one of them).
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = labels::parse_pair)]
+    pub selector: Vec<(String, String)>,
+    #[command(flatten)]
+    pub opts: ClientOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Only namespaces that carry the label KEY=VALUE (repeat: every one of them).
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = labels::parse_pair)]
+    pub selector: Vec<(String, String)>,
     #[command(flatten)]
     pub opts: ClientOpts,
 }
@@ -399,6 +426,7 @@ pub fn add(a: AddArgs) -> Result<(), CliError> {
         ports: (!a.conf.ports.is_empty()).then(|| a.conf.ports.clone()),
         egress_addr: a.conf.egress_addr,
         egress_addr6: a.conf.egress_addr6,
+        labels: labels_of(&a.conf.labels),
         ..Create::default()
     };
     let mut client = Client::connect(&a.opts.target.socket)?;
@@ -440,6 +468,7 @@ pub fn set(a: SetArgs) -> Result<(), CliError> {
         egress_addr6: patch(c.egress_addr6, a.no_egress),
         bandwidth: patch(c.bandwidth(), a.no_rate),
         dns: patch(c.dns(), a.no_dns),
+        labels: patch(labels_of(&c.labels), a.no_labels),
     };
     let ns = Client::connect(&a.opts.target.socket)?.call(&update)?;
     if a.opts.json {
@@ -451,17 +480,22 @@ pub fn set(a: SetArgs) -> Result<(), CliError> {
 
 pub fn del(a: DelArgs) -> Result<(), CliError> {
     let mut client = Client::connect(&a.opts.target.socket)?;
-    let names: Vec<String> = match &a.prefix {
-        Some(prefix) => client
-            .call(&List {})?
+    let by_list = a.prefix.is_some() || !a.selector.is_empty();
+    let names: Vec<String> = if by_list {
+        let prefix = a.prefix.as_deref().unwrap_or("");
+        client
+            .call(&List {
+                selector: labels_of(&a.selector),
+            })?
             .namespaces
             .into_iter()
             .map(|ns| ns.name)
-            .filter(|n| n.starts_with(prefix.as_str()))
-            .collect(),
-        None => a.names.clone(),
+            .filter(|n| n.starts_with(prefix))
+            .collect()
+    } else {
+        a.names.clone()
     };
-    if a.prefix.is_none() && names.len() == 1 {
+    if !by_list && names.len() == 1 {
         let r = client.call(&Delete {
             name: names[0].clone(),
         })?;
@@ -475,8 +509,36 @@ pub fn del(a: DelArgs) -> Result<(), CliError> {
     bulk(&mut client, &names, reqs, "deleted", a.opts.json)
 }
 
+pub fn watch(a: WatchArgs) -> Result<(), CliError> {
+    let mut client = Client::connect(&a.opts.target.socket)?;
+    client.call(&Watch {
+        selector: labels_of(&a.selector),
+    })?;
+    let stdout = std::io::stdout();
+    while let Some(line) = client.next_event()? {
+        let text = if a.opts.json {
+            line
+        } else {
+            render::event_row(&line)
+        };
+        let mut w = stdout.lock();
+        if w.write_all(text.as_bytes())
+            .and_then(|()| w.flush())
+            .is_err()
+        {
+            // The reader went away (`| head`): done.
+            return Ok(());
+        }
+    }
+    Err(CliError::Protocol(
+        "the agent closed the watch (it stopped, or this watcher fell behind)".into(),
+    ))
+}
+
 pub fn list(a: ListArgs) -> Result<(), CliError> {
-    let list = Client::connect(&a.opts.target.socket)?.call(&List {})?;
+    let list = Client::connect(&a.opts.target.socket)?.call(&List {
+        selector: labels_of(&a.selector),
+    })?;
     if a.opts.json {
         return print_json(&list);
     }

@@ -37,12 +37,14 @@ enum Cmd {
     Run(RunArgs),
     /// Create a namespace, or --count of them.
     Add(commands::AddArgs),
-    /// Change a namespace's NAT, ports, egress address, rate limits or DNS.
+    /// Change a namespace's NAT, ports, egress address, rate limits, DNS or labels.
     Set(commands::SetArgs),
-    /// Delete namespaces by name, or every one whose name has a --prefix.
+    /// Delete namespaces by name, every one whose name has a --prefix, or by label.
     Del(commands::DelArgs),
-    /// List the namespaces.
+    /// List the namespaces (all, or those with the given labels).
     List(commands::ListArgs),
+    /// Print every change to namespaces as it happens, until interrupted.
+    Watch(commands::WatchArgs),
     /// Show one namespace.
     Show(commands::ShowArgs),
     /// Show the agent's status.
@@ -76,6 +78,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Set(a) => commands::set(a),
         Cmd::Del(a) => commands::del(a),
         Cmd::List(a) => commands::list(a),
+        Cmd::Watch(a) => commands::watch(a),
         Cmd::Show(a) => commands::show(a),
         Cmd::Status(a) => commands::status(a),
         Cmd::Exec(a) => commands::exec(a),

@@ -41,7 +41,22 @@ pub fn namespace_details(ns: &Namespace) -> String {
         ("bandwidth", bandwidth(ns)),
         ("ports", ports(ns)),
         ("egress address", optional(ns.conf.egress_addr)),
+        ("labels", labels(ns)),
     ])
+}
+
+/// `k=v,k2=v2`, or `-`.
+fn labels(ns: &Namespace) -> String {
+    if ns.conf.labels.is_empty() {
+        return "-".into();
+    }
+    let pairs: Vec<String> = ns
+        .conf
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    pairs.join(",")
 }
 
 pub fn status_details(st: &Status) -> String {
@@ -199,6 +214,37 @@ pub fn duration(secs: u64) -> String {
         (0, _, _) => format!("{h}h{m:02}m{s:02}s"),
         _ => format!("{d}d{h:02}h{m:02}m{s:02}s"),
     }
+}
+
+/// One event line for people: `TIME EVENT NAME SUBNET ADDRESS [labels]`; an overflow says
+/// what it means.
+pub fn event_row(line: &str) -> String {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+        return line.to_string();
+    };
+    let event = v["event"].as_str().unwrap_or("?");
+    if event == "overflow" {
+        return "overflow: this watcher fell too far behind and is cut off\n".into();
+    }
+    let ns = &v["namespace"];
+    let text = |k: &str| ns[k].as_str().unwrap_or("-").to_string();
+    let labels = ns["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "-".into());
+    format!(
+        "{} {event} {} {} {} {labels}\n",
+        v["time"].as_str().unwrap_or("-"),
+        text("name"),
+        text("subnet"),
+        text("address"),
+    )
 }
 
 #[cfg(test)]

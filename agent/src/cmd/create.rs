@@ -3,7 +3,7 @@
 
 use super::{Op, Request};
 use crate::model::{
-    self, Bandwidth, Conf, Dns, Namespace, NamespaceSpec, PortForward, Subnet, Subnet6,
+    self, Bandwidth, Conf, Dns, Labels, Namespace, NamespaceSpec, PortForward, Subnet, Subnet6,
     ValidationError,
 };
 use crate::protocol::{ApiError, ErrorCode, Limits};
@@ -53,6 +53,9 @@ pub struct Create {
     /// The same for IPv6 traffic (needs nat and dual stack).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress_addr6: Option<std::net::Ipv6Addr>,
+    /// The client's key/value pairs (model::labels has the rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Labels>,
 }
 
 impl Op for Create {
@@ -93,6 +96,7 @@ impl Op for Create {
             ports: sorted(self.ports.unwrap_or_default()),
             egress_addr: self.egress_addr,
             egress_addr6: self.egress_addr6,
+            labels: self.labels.unwrap_or_default(),
         };
         validate_conf(&conf)?;
         let subnet6 = match (self.subnet6, limits.min_prefix6) {

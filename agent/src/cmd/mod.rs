@@ -12,6 +12,7 @@ mod list;
 mod ping;
 mod status;
 mod update;
+mod watch;
 
 pub use create::{sorted, Create, DEFAULT_NS_IFNAME};
 pub use delete::{Delete, Deleted};
@@ -20,6 +21,7 @@ pub use list::{List, NamespaceList};
 pub use ping::{Ping, Pong};
 pub use status::{GetStatus, PoolStatus, Status, WarmStatus};
 pub use update::{ConfPatch, Patch, Update};
+pub use watch::{Watch, Watching};
 
 use crate::model::NamespaceSpec;
 use crate::protocol::{ApiError, ErrorCode, Limits};
@@ -42,11 +44,24 @@ pub trait Op: Serialize + DeserializeOwned {
 pub enum Request {
     Ping,
     Create(NamespaceSpec),
-    Delete { name: String },
-    Get { name: String },
-    List,
+    Delete {
+        name: String,
+    },
+    Get {
+        name: String,
+    },
+    List {
+        selector: crate::model::Labels,
+    },
     Status,
-    Update { name: String, patch: ConfPatch },
+    Update {
+        name: String,
+        patch: ConfPatch,
+    },
+    /// Answered by the connection, never queued (server::handler).
+    Watch {
+        selector: crate::model::Labels,
+    },
 }
 
 impl Request {
@@ -74,6 +89,7 @@ impl Request {
 #[serde(untagged)]
 pub enum Response {
     Pong(Pong),
+    Watching(Watching),
     Namespace(crate::model::Namespace),
     Deleted(Deleted),
     Status(Status),
@@ -98,7 +114,7 @@ impl Serialize for Encoded {
 
 /// Every op: its name and how its fields are decoded and validated.
 type Decoder = fn(Map<String, Value>, Limits) -> Result<Request, ApiError>;
-pub const OPS: [(&str, Decoder); 7] = [
+pub const OPS: [(&str, Decoder); 8] = [
     (Ping::NAME, decode::<Ping>),
     (Create::NAME, decode::<Create>),
     (Delete::NAME, decode::<Delete>),
@@ -106,6 +122,7 @@ pub const OPS: [(&str, Decoder); 7] = [
     (List::NAME, decode::<List>),
     (GetStatus::NAME, decode::<GetStatus>),
     (Update::NAME, decode::<Update>),
+    (Watch::NAME, decode::<Watch>),
 ];
 
 fn decode<O: Op>(fields: Map<String, Value>, limits: Limits) -> Result<Request, ApiError> {

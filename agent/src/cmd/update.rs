@@ -3,7 +3,7 @@
 
 use super::create::sorted;
 use super::{Op, Request};
-use crate::model::{self, Bandwidth, Conf, ConfError, Dns, Namespace, PortForward};
+use crate::model::{self, Bandwidth, Conf, ConfError, Dns, Labels, Namespace, PortForward};
 use crate::protocol::{ApiError, ErrorCode, Limits};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::net::Ipv4Addr;
@@ -52,6 +52,13 @@ pub struct Update {
         skip_serializing_if = "Option::is_none"
     )]
     pub dns: Patch<Dns>,
+    /// Replaces every label (`null` or `{}`: none).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub labels: Patch<Labels>,
 }
 
 /// The validated changes: applied to a namespace's [`Conf`] by the executor, which checks the
@@ -64,6 +71,7 @@ pub struct ConfPatch {
     pub egress_addr6: Patch<std::net::Ipv6Addr>,
     pub bandwidth: Patch<Bandwidth>,
     pub dns: Patch<Dns>,
+    pub labels: Patch<Labels>,
 }
 
 impl ConfPatch {
@@ -88,6 +96,9 @@ impl ConfPatch {
         if let Some(d) = &self.dns {
             c.dns = d.clone();
         }
+        if let Some(l) = &self.labels {
+            c.labels = l.clone().unwrap_or_default();
+        }
         c.validate()?;
         Ok(c)
     }
@@ -106,11 +117,12 @@ impl Op for Update {
             egress_addr6: self.egress_addr6,
             bandwidth: self.bandwidth,
             dns: self.dns,
+            labels: self.labels,
         };
         if patch == ConfPatch::default() {
             return Err(ApiError::new(
                 ErrorCode::BadRequest,
-                "nothing to update: give nat, ports, egress_addr, egress_addr6, bandwidth or dns",
+                "nothing to update: give nat, ports, egress_addr, egress_addr6, bandwidth, dns or labels",
             ));
         }
         // What can be checked without the namespace (the default has nat and no egress

@@ -3,7 +3,7 @@
 
 use super::conntrack::Conntrack;
 use super::requests::{self, Ipv6Links, Step};
-use super::{Conns, CreateFailure, Driver, DriverError, EtcNetns, Gone};
+use super::{Conns, CreateFailure, Driver, DriverError, EtcNetns, Gone, LabelStore};
 use crate::model::{is_warm_name, Namespace, PEER_IFINDEX};
 use crate::netlink::{LinkEvent, LinkEvents, NetlinkError, Request, Rtnl};
 use crate::netns::{Graveyard, NetnsDir, NewNetns};
@@ -19,6 +19,7 @@ pub struct KernelDriver {
     pub(super) warm: Option<NetnsDir>,
     conntrack: Conntrack,
     pub(super) etc: EtcNetns,
+    pub(super) labels: LabelStore,
     pub(super) host: Rtnl,
     pub(super) events: LinkEvents,
     pub(super) nft: NftSocket,
@@ -189,9 +190,12 @@ impl KernelDriver {
             step: "dump namespace ids",
             source,
         })?);
+        let labels = LabelStore::open(crate::model::beside_netns_dir(netns.dir(), "labels"))
+            .map_err(DriverError::Labels)?;
         Ok(KernelDriver {
             conntrack: Conntrack::open().map_err(open)?,
             etc,
+            labels,
             host,
             events,
             nft: NftSocket::open()?,
@@ -260,6 +264,11 @@ impl KernelDriver {
                 None => self.etc.remove(&new.name),
             }
         }
+        if old.conf.labels != new.conf.labels {
+            self.labels
+                .write(&new.name, &new.conf.labels)
+                .map_err(DriverError::Labels)?;
+        }
         Ok(())
     }
 
@@ -325,6 +334,10 @@ impl KernelDriver {
                     continue;
                 }
             }
+            if let Err(e) = self.labels.write(&ns.name, &ns.conf.labels) {
+                out[i] = fail(DriverError::Labels(e), true);
+                continue;
+            }
             if let Err(e) = warm.move_to(&w.name, &self.netns, &ns.name) {
                 out[i] = fail(e.into(), true);
             }
@@ -335,6 +348,7 @@ impl KernelDriver {
             if matches!(&out[i], Err(f) if f.link_created) {
                 self.netns.unreserve(&ns.name);
                 self.etc.remove(&ns.name);
+                self.forget_labels(&ns.name);
                 if let Some(g) = &mut self.graveyard {
                     g.hold(&warm.path(&w.name));
                 }
@@ -342,6 +356,13 @@ impl KernelDriver {
             }
         }
         out
+    }
+
+    /// Removes a namespace's labels (a failure only leaves a file that recovery removes).
+    pub(super) fn forget_labels(&self, name: &str) {
+        if let Err(e) = self.labels.remove(name) {
+            tracing::warn!(name, error = %e, "remove labels");
+        }
     }
 
     /// Makes each namespace's netns and builds its host requests.
@@ -430,7 +451,11 @@ impl KernelDriver {
         if let Some(dns) = &b.ns.conf.dns {
             if let Err(e) = self.etc.write(&b.ns.name, dns) {
                 b.fail(DriverError::Etc(e), true);
+                return;
             }
+        }
+        if let Err(e) = self.labels.write(&b.ns.name, &b.ns.conf.labels) {
+            b.fail(DriverError::Labels(e), true);
         }
     }
 
@@ -444,6 +469,7 @@ impl KernelDriver {
                     dir.remove(&b.ns.name);
                 }
                 self.etc.remove(&b.ns.name);
+                self.forget_labels(&b.ns.name);
             }
         }
         b.outcome
@@ -487,6 +513,7 @@ impl Driver for KernelDriver {
                 tracing::debug!(name = %ns.name, error = %e, "delete gateway address");
             }
         }
+        let (mut clients, mut warm) = (vec![], vec![]);
         for ns in nss {
             let Ok(dir) = dir_of(&self.netns, &self.warm, &ns.name) else {
                 continue;
@@ -494,10 +521,19 @@ impl Driver for KernelDriver {
             if let Some(g) = &mut self.graveyard {
                 g.hold(&dir.path(&ns.name));
             }
-            dir.remove(&ns.name);
-            if !is_warm_name(&ns.name) {
-                self.etc.remove(&ns.name);
+            if is_warm_name(&ns.name) {
+                warm.push(ns.name.as_str());
+            } else {
+                clients.push(ns.name.as_str());
             }
+        }
+        self.netns.remove_all(&clients);
+        if let Some(w) = &self.warm {
+            w.remove_all(&warm);
+        }
+        for name in clients {
+            self.etc.remove(name);
+            self.forget_labels(name);
         }
     }
 

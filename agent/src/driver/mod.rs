@@ -10,6 +10,7 @@ mod conntrack;
 mod etc;
 mod fake;
 mod kernel;
+mod labels;
 mod recover;
 mod requests;
 mod tc;
@@ -19,6 +20,7 @@ pub use crate::netns::{NetnsDir, NetnsError};
 pub use etc::EtcNetns;
 pub use fake::Fake;
 pub use kernel::KernelDriver;
+pub use labels::LabelStore;
 pub use recover::Recovery;
 
 use crate::model::{Namespace, PortForward};
@@ -50,6 +52,9 @@ pub enum DriverError {
     /// Writing the namespace's resolv.conf failed.
     #[error("write resolv.conf: {0}")]
     Etc(#[source] std::io::Error),
+    /// Storing the namespace's labels failed.
+    #[error("store labels: {0}")]
+    Labels(#[source] std::io::Error),
     /// A per-interface switch the kernel only offers in procfs could not be set.
     #[error("set {0}: {1}")]
     Sysctl(&'static str, #[source] std::io::Error),

@@ -1,5 +1,6 @@
 //! Start-up recovery: the kernel is the source of truth. The agent's view is rebuilt from a
-//! link dump, an address dump and the netns directory alone; nothing is read from a state file.
+//! link dump, an address dump and the netns directory; the only file read beside them is each
+//! namespace's labels, which the kernel has no place for (driver::labels).
 //! Whole namespaces are adopted, half-built ones (a crash mid-create) removed, and the table is
 //! rewritten in one transaction holding the adopted namespaces' elements.
 //!
@@ -37,7 +38,7 @@ impl KernelDriver {
         // before the table is replaced.
         let mut maps = Maps::default();
         for map in nft::SetName::MAPS {
-            for e in self.nft.map_elements(&spec.name, map)? {
+            for e in self.nft.elements(&spec.name, map)? {
                 maps.add(e);
             }
         }
@@ -147,6 +148,7 @@ impl KernelDriver {
                 ports,
                 egress_addr: as4(egress).filter(|_| mark.nat),
                 egress_addr6: as6(egress6).filter(|_| mark.nat),
+                labels: self.labels.read(&name),
             };
             match whole(&mark, &host, (host_addr, host_route6), &inside, &dirs, conf) {
                 Some(ns) => {
@@ -184,6 +186,13 @@ impl KernelDriver {
             if !adopted.contains(name.as_str()) {
                 tracing::info!(name, "removing the resolv.conf of a namespace that is gone");
                 self.etc.remove(&name);
+            }
+        }
+        // The same for labels.
+        for name in self.labels.names() {
+            if !adopted.contains(name.as_str()) {
+                tracing::info!(name, "removing the labels of a namespace that is gone");
+                self.forget_labels(&name);
             }
         }
         // Links deleted above die asynchronously; their events are not news.

@@ -306,7 +306,12 @@ fn a_create_the_pool_can_serve_is_a_claim_and_looks_like_a_cold_one() {
     assert_eq!(status.namespaces, 1);
     // Warm subnets count as free.
     assert_eq!(status.pool.free, 64 - 1);
-    let mut rx = run(&mut ex, vec![Request::List]);
+    let mut rx = run(
+        &mut ex,
+        vec![Request::List {
+            selector: Default::default(),
+        }],
+    );
     match rx[0].try_recv() {
         Ok(Ok(Response::Encoded(text))) => {
             let text = String::from_utf8(text.0).unwrap();
@@ -405,4 +410,117 @@ fn warm_namespaces_are_removed_when_the_agent_stops() {
     ex.stop();
     assert_eq!(ex.warm.ready(), 0);
     assert_eq!(ex.driver.netns, HashSet::from(["kept".to_string()]));
+}
+
+fn labelled(name: &str, pairs: &[(&str, &str)]) -> NamespaceSpec {
+    let mut s = spec(name);
+    s.conf.labels = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    s
+}
+
+fn listed_names(rx: &mut Rx) -> Vec<String> {
+    let Ok(Ok(Response::Encoded(e))) = rx.try_recv() else {
+        panic!("no list");
+    };
+    let v: serde_json::Value = serde_json::from_slice(&e.0).unwrap();
+    v["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_selector_lists_only_namespaces_with_every_pair() {
+    let mut ex = executor("100.64.0.0/24");
+    run(
+        &mut ex,
+        vec![
+            Request::Create(labelled("a", &[("team", "ci"), ("job", "1")])),
+            Request::Create(labelled("b", &[("team", "ci")])),
+            Request::Create(spec("c")),
+        ],
+    );
+    let sel = |pairs: &[(&str, &str)]| Request::List {
+        selector: labelled("x", pairs).conf.labels,
+    };
+    let mut rx = run(
+        &mut ex,
+        vec![
+            sel(&[("team", "ci")]),
+            sel(&[("team", "ci"), ("job", "1")]),
+            sel(&[("job", "2")]),
+            sel(&[]),
+        ],
+    );
+    assert_eq!(listed_names(&mut rx[0]), ["a", "b"]);
+    assert_eq!(listed_names(&mut rx[1]), ["a"]);
+    assert!(listed_names(&mut rx[2]).is_empty());
+    assert_eq!(listed_names(&mut rx[3]), ["a", "b", "c"]);
+}
+
+#[test]
+fn watchers_get_committed_changes_in_order_and_nothing_for_refusals() {
+    let events = crate::events::Events::default();
+    let mut ex = executor("100.64.0.0/24").with_events(events.clone());
+    ex.driver.fail_netlink.insert("bad".into());
+    let mut all = events.subscribe(Default::default());
+    let mut ci = events.subscribe(labelled("x", &[("team", "ci")]).conf.labels);
+    let patch = ConfPatch {
+        nat: Some(false),
+        ..ConfPatch::default()
+    };
+    run(
+        &mut ex,
+        vec![
+            Request::Create(labelled("a", &[("team", "ci")])),
+            Request::Create(spec("bad")),
+            Request::Create(spec("b")),
+            Request::Create(spec("b")),
+            Request::Update {
+                name: "a".into(),
+                patch,
+            },
+            Request::Delete { name: "b".into() },
+            Request::Delete {
+                name: "nothere".into(),
+            },
+        ],
+    );
+    let drain = |s: &mut crate::events::Subscription| {
+        let mut out = vec![];
+        while let Ok(line) = s.rx.try_recv() {
+            let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            out.push(format!(
+                "{} {}",
+                v["event"].as_str().unwrap(),
+                v["namespace"]["name"].as_str().unwrap()
+            ));
+        }
+        out
+    };
+    assert_eq!(
+        drain(&mut all),
+        ["created a", "created b", "updated a", "deleted b"]
+    );
+    assert_eq!(drain(&mut ci), ["created a", "updated a"]);
+}
+
+#[test]
+fn a_watcher_that_falls_behind_is_dropped_without_blocking() {
+    let events = crate::events::Events::default();
+    let mut ex = executor("100.64.0.0/16").with_events(events.clone());
+    let slow = events.subscribe(Default::default());
+    let n = crate::events::WATCH_BUFFER + 10;
+    let reqs = (0..n)
+        .map(|i| Request::Create(spec(&format!("n{i}"))))
+        .collect();
+    let mut rx = run(&mut ex, reqs);
+    assert!(rx.iter_mut().all(|r| code(r) == "ok"));
+    assert_eq!(events.watchers(), 0, "dropped");
+    assert!(slow.overflowed.load(std::sync::atomic::Ordering::Acquire));
 }

@@ -25,6 +25,9 @@ pub struct Conf {
     /// The same for the IPv6 traffic of a dual-stack namespace (NAT66 otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress_addr6: Option<Ipv6Addr>,
+    /// The client's own key/value pairs, to select the namespace by (`list`, `watch`).
+    #[serde(default)]
+    pub labels: super::Labels,
 }
 
 impl Default for Conf {
@@ -36,6 +39,7 @@ impl Default for Conf {
             ports: vec![],
             egress_addr: None,
             egress_addr6: None,
+            labels: super::Labels::new(),
         }
     }
 }
@@ -46,6 +50,7 @@ pub const MAX_PORTS: usize = 64;
 impl Conf {
     /// Checks what can be checked without knowing the host: each part, and how they combine.
     pub fn validate(&self) -> Result<(), ConfError> {
+        super::labels::validate(&self.labels).map_err(|e| refuse("labels", e.to_string()))?;
         if let Some(d) = &self.dns {
             d.validate()?;
         }

@@ -2,6 +2,7 @@
 //! exists (`Namespace`). Plain data: nothing here touches the kernel.
 
 mod conf;
+pub mod labels;
 mod subnet6;
 
 pub use conf::{
@@ -9,6 +10,7 @@ pub use conf::{
     MIN_BPS,
 };
 
+pub use labels::Labels;
 pub use subnet6::Subnet6;
 
 use serde::{Deserialize, Serialize};
@@ -539,6 +541,7 @@ mod tests {
                 ports: vec![],
                 egress_addr: None,
                 egress_addr6: None,
+                labels: Default::default(),
             },
             ns_ifname: "eth0".into(),
             host_ifname: None,

@@ -3,15 +3,19 @@
 
 use super::connection::{self, Connection, Line};
 use super::Front;
+use crate::cmd::{Request, Response, Watching};
+use crate::events::{Subscription, OVERFLOW_LINE};
 use crate::executor::Job;
+use crate::model::Labels;
 use crate::protocol::{self, ApiError, ErrorCode, Reply, MAX_LINE};
 use crossbeam_channel::TrySendError;
 use metrics::Metrics;
 use serde_json::Value;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Counts a connection while it is open.
 struct Open(Arc<Metrics>);
@@ -28,7 +32,18 @@ struct Handler {
     out: mpsc::Sender<Vec<u8>>,
     /// Requests in flight on this connection; past `front.max_in_flight` it is not read.
     in_flight: Arc<Semaphore>,
+    /// The task that forwards the connection's events, once it watches (once is enough).
+    forwarder: Option<tokio::task::JoinHandle<()>>,
+    /// Told when the connection's watch fell too far behind: the connection closes.
+    cut: Arc<Notify>,
 }
+
+/// How long a watcher that fell behind gets to take what was queued for it and the
+/// `overflow` line, and then the rest of its answers, before its connection is closed under
+/// it (each; a reader that takes nothing is gone within twice this).
+pub const OVERFLOW_DRAIN: Duration = Duration::from_secs(30);
+/// A watching connection is not closed for sending nothing (within reason: a year).
+const WATCH_IDLE: Duration = Duration::from_secs(365 * 86_400);
 
 /// Serves one connection until the client closes it, it idles out, or `stop` fires; then
 /// answers everything already received before returning.
@@ -38,15 +53,19 @@ pub async fn run(stream: UnixStream, front: Front, mut stop: watch::Receiver<boo
     let (rd, wr) = stream.into_split();
     let (out, writer) = connection::writer(wr);
     let mut conn = Connection::new(rd);
-    let handler = Handler {
+    let mut handler = Handler {
         in_flight: Arc::new(Semaphore::new(front.max_in_flight)),
         front,
         out,
+        forwarder: None,
+        cut: Arc::new(Notify::new()),
     };
+    let cut = handler.cut.clone();
     loop {
         let next = tokio::select! {
             _ = stop.changed() => break,
-            next = tokio::time::timeout(handler.front.idle, conn.read_line()) => match next {
+            _ = cut.notified() => break,
+            next = tokio::time::timeout(handler.idle(), conn.read_line()) => match next {
                 Ok(next) => next,
                 Err(_) => {
                     handler.front.metrics.socket_rejected_total.with_label_values(&["idle"]).inc();
@@ -55,7 +74,18 @@ pub async fn run(stream: UnixStream, front: Front, mut stop: watch::Receiver<boo
             },
         };
         match next {
-            Ok(Line::Eof) | Err(_) => break,
+            Ok(Line::Eof) => {
+                if let Some(f) = handler.forwarder.as_mut() {
+                    // A watcher that only shut its sending side still listens: keep
+                    // forwarding until a write fails (it is gone) or the agent stops.
+                    tokio::select! {
+                        _ = f => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                break;
+            }
+            Err(_) => break,
             Ok(Line::TooLong) => {
                 handler.too_long().await;
                 break;
@@ -66,14 +96,36 @@ pub async fn run(stream: UnixStream, front: Front, mut stop: watch::Receiver<boo
             break;
         }
     }
+    let watched = handler.forwarder.is_some();
+    if let Some(f) = handler.forwarder.take() {
+        // Its events end with the connection (they would hold the writer open).
+        f.abort();
+    }
     drop(handler);
-    let _ = writer.await;
+    if watched {
+        // A watcher that fell behind may never read again: do not wait on it for ever.
+        let abort = writer.abort_handle();
+        if tokio::time::timeout(OVERFLOW_DRAIN, writer).await.is_err() {
+            abort.abort();
+        }
+    } else {
+        let _ = writer.await;
+    }
 }
 
 /// The connection's writer is gone: stop reading.
 struct Closed;
 
 impl Handler {
+    /// How long the connection may send nothing: a watcher only listens.
+    fn idle(&self) -> Duration {
+        if self.forwarder.is_some() {
+            WATCH_IDLE
+        } else {
+            self.front.idle
+        }
+    }
+
     async fn too_long(&self) {
         self.front
             .metrics
@@ -88,7 +140,7 @@ impl Handler {
     }
 
     /// Decodes one line and queues it; its answer is written by a task of its own.
-    async fn request(&self, bytes: &[u8]) -> Result<(), Closed> {
+    async fn request(&mut self, bytes: &[u8]) -> Result<(), Closed> {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(());
         }
@@ -99,6 +151,11 @@ impl Handler {
             request,
         } = protocol::decode(bytes, self.front.limits);
         let request = match request {
+            Ok(Request::Watch { selector }) => {
+                let r = self.watch(selector);
+                observe(&self.front.metrics, op_name, &r, arrived);
+                return self.out.send(line(&id, &r)).await.map_err(|_| Closed);
+            }
             Ok(r) => r,
             Err(e) => {
                 let r = Err(e);
@@ -124,6 +181,34 @@ impl Handler {
         };
         tokio::spawn(pending.answer(queued, answer));
         Ok(())
+    }
+}
+
+impl Handler {
+    /// Subscribes the connection to the events; a task of its own forwards them. The answer
+    /// goes out before any event: both go through `out`, the answer first.
+    fn watch(&mut self, selector: Labels) -> Reply {
+        if self.forwarder.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "this connection is watching already",
+            ));
+        }
+        let Subscription { mut rx, overflowed } = self.front.events.subscribe(selector);
+        let (out, cut) = (self.out.clone(), self.cut.clone());
+        self.forwarder = Some(tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if out.send(event.to_vec()).await.is_err() {
+                    return;
+                }
+            }
+            if overflowed.load(Ordering::Acquire) {
+                let last = out.send(OVERFLOW_LINE.to_vec());
+                let _ = tokio::time::timeout(OVERFLOW_DRAIN, last).await;
+                cut.notify_one();
+            }
+        }));
+        Ok(Response::Watching(Watching { watching: true }))
     }
 }
 

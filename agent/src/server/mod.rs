@@ -12,6 +12,7 @@ pub use listener::{bind, Access, BindError};
 
 use crate::config::{Config, Uplink};
 use crate::driver::{EtcNetns, KernelDriver, Recovery};
+use crate::events::Events;
 use crate::executor::{self, Executor, Job};
 use crate::model::Dirs;
 use crate::netlink::Rtnl;
@@ -41,6 +42,8 @@ const RUNTIME_THREADS: usize = 2;
 #[derive(Clone)]
 pub(crate) struct Front {
     pub metrics: Arc<Metrics>,
+    /// Where watching connections subscribe.
+    pub events: Events,
     pub queue: Sender<Job>,
     pub limits: Limits,
     /// See [`QUEUE_WAIT`].
@@ -53,9 +56,15 @@ pub(crate) struct Front {
 
 impl Front {
     /// The front with the documented limits.
-    pub(crate) fn new(metrics: Arc<Metrics>, queue: Sender<Job>, limits: Limits) -> Self {
+    pub(crate) fn new(
+        metrics: Arc<Metrics>,
+        events: Events,
+        queue: Sender<Job>,
+        limits: Limits,
+    ) -> Self {
         Front {
             metrics,
+            events,
             queue,
             limits,
             queue_wait: QUEUE_WAIT,
@@ -129,7 +138,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let netns_dir = info.dirs.netns.display().to_string();
     let uplink_name = info.uplink.clone().unwrap_or_else(|| "none".into());
     let (table, pool) = (info.table.clone(), config.pool.base());
-    let executor = start_executor(config, info, metrics.clone(), jobs)?;
+    let events = Events::default();
+    let executor = start_executor(config, info, metrics.clone(), events.clone(), jobs)?;
     let listener = bind(&socket, mode, group)?;
     ready.store(true, Ordering::Release);
     sd_notify("READY=1");
@@ -141,7 +151,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         pool = %pool,
         "nsagent ready"
     );
-    let front = Front::new(metrics, queue, limits);
+    let front = Front::new(metrics, events, queue, limits);
     rt.block_on(serve_until_signal(listener, front, access))?;
     let _ = std::fs::remove_file(&socket);
     // Namespaces stay (they are the host's workload) unless --cleanup-on-exit; either way the
@@ -180,6 +190,7 @@ fn start_executor(
     config: Config,
     info: executor::Info,
     metrics: Arc<Metrics>,
+    events: Events,
     jobs: Receiver<Job>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
@@ -195,7 +206,8 @@ fn start_executor(
             match open_kernel(&info, &metrics) {
                 Ok((driver, recovery)) => {
                     let mut ex =
-                        Executor::new(driver, info, limits, config.pool, config.pool6, metrics);
+                        Executor::new(driver, info, limits, config.pool, config.pool6, metrics)
+                            .with_events(events);
                     ex.adopt(recovery.adopted);
                     ex.adopt_warm(recovery.warm);
                     let _ = ready_tx.send(Ok(()));

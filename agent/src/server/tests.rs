@@ -54,7 +54,7 @@ impl TestAgent {
             min_prefix: 30,
             min_prefix6: None,
         };
-        let mut front = Front::new(metrics, queue, limits);
+        let mut front = Front::new(metrics, Default::default(), queue, limits);
         tune(&mut front);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let server = std::thread::spawn(move || {
@@ -134,7 +134,10 @@ fn every_op_round_trips_through_the_typed_client() {
     assert_eq!(code(c.call(&create("a")).unwrap_err()), "exists");
     let st = c.call(&GetStatus {}).unwrap();
     assert_eq!((st.namespaces, st.pool.free), (1, st.pool.size - 1));
-    assert_eq!(c.call(&List {}).unwrap().namespaces, vec![ns]);
+    assert_eq!(
+        c.call(&List { selector: None }).unwrap().namespaces,
+        vec![ns]
+    );
     assert_eq!(c.call(&Delete { name: "a".into() }).unwrap().name, "a");
     assert_eq!(
         code(c.call(&Get { name: "a".into() }).unwrap_err()),
@@ -203,7 +206,10 @@ fn pipelined_requests_are_all_answered_and_keep_their_order_per_name() {
     assert_eq!(oks, [true, true, true, true, false]);
     assert_eq!(by_id[3].1["result"]["nat"], false, "the second create's");
     assert_eq!(by_id[4].1["error"]["code"], "exists");
-    assert_eq!(c.call(&List {}).unwrap().namespaces.len(), 501);
+    assert_eq!(
+        c.call(&List { selector: None }).unwrap().namespaces.len(),
+        501
+    );
     agent.stop();
 }
 
@@ -241,7 +247,12 @@ fn a_full_queue_answers_busy_and_loses_nothing() {
     assert_eq!(ok + busy, 80);
     assert!(busy > 0 && ok > 0, "ok {ok}, busy {busy}");
     // What was acknowledged exists; what was refused does not.
-    let listed = agent.client().call(&List {}).unwrap().namespaces.len();
+    let listed = agent
+        .client()
+        .call(&List { selector: None })
+        .unwrap()
+        .namespaces
+        .len();
     assert_eq!(listed, ok);
     agent.stop();
 }
