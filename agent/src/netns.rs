@@ -236,6 +236,12 @@ impl NetnsDir {
     }
 
     /// Names in the directory, with whether each is a mounted network namespace.
+    /// Whether `name`'s file is there and a network namespace (nsfs).
+    pub fn is_namespace(&self, name: &str) -> bool {
+        nix::sys::statfs::statfs(&self.path(name))
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+    }
+
     pub fn list(&self) -> std::io::Result<Vec<(String, bool)>> {
         let mut out = vec![];
         for e in std::fs::read_dir(&self.dir)? {

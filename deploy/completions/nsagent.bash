@@ -19,6 +19,9 @@ _nsagent() {
             nsagent,add)
                 cmd="nsagent__subcmd__add"
                 ;;
+            nsagent,check)
+                cmd="nsagent__subcmd__check"
+                ;;
             nsagent,completions)
                 cmd="nsagent__subcmd__completions"
                 ;;
@@ -54,6 +57,9 @@ _nsagent() {
                 ;;
             nsagent__subcmd__help,add)
                 cmd="nsagent__subcmd__help__subcmd__add"
+                ;;
+            nsagent__subcmd__help,check)
+                cmd="nsagent__subcmd__help__subcmd__check"
                 ;;
             nsagent__subcmd__help,completions)
                 cmd="nsagent__subcmd__help__subcmd__completions"
@@ -95,7 +101,7 @@ _nsagent() {
 
     case "${cmd}" in
         nsagent)
-            opts="-h -V --help --version run add set del list watch show status exec completions man help"
+            opts="-h -V --help --version run add set del list watch check show status exec completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -186,6 +192,24 @@ _nsagent() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        nsagent__subcmd__check)
+            opts="-h --repair --socket --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         nsagent__subcmd__completions)
             opts="-h --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -249,7 +273,7 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__help)
-            opts="run add set del list watch show status exec completions man help"
+            opts="run add set del list watch check show status exec completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -263,6 +287,20 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nsagent__subcmd__help__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -471,7 +509,7 @@ _nsagent() {
             return 0
             ;;
         nsagent__subcmd__run)
-            opts="-h --config --check-config --socket --netns-dir --etc-netns-dir --uplink --pool --pool6 --prefix-len6 --prefix-len --table --max-batch --queue-capacity --socket-mode --socket-group --allow-uid --allow-gid --cleanup-on-exit --warm --metrics-addr --log-level --log-format --help"
+            opts="-h --config --check-config --socket --netns-dir --etc-netns-dir --uplink --pool --pool6 --prefix-len6 --prefix-len --table --max-batch --queue-capacity --socket-mode --socket-group --allow-uid --allow-gid --cleanup-on-exit --warm --check-interval --metrics-addr --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -542,6 +580,10 @@ _nsagent() {
                     return 0
                     ;;
                 --warm)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --check-interval)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -32,6 +32,7 @@ complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "set" -d 'Change a n
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "del" -d 'Delete namespaces by name, every one whose name has a --prefix, or by label'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "list" -d 'List the namespaces (all, or those with the given labels)'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "watch" -d 'Print every change to namespaces as it happens, until interrupted'
+complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "check" -d 'Compare the kernel with the agent\'s view of every namespace; --repair puts back what is missing'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "show" -d 'Show one namespace'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "status" -d 'Show the agent\'s status'
 complete -c nsagent -n "__fish_nsagent_needs_command" -f -a "exec" -d 'Run a command inside a namespace\'s network namespace'
@@ -55,6 +56,7 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l socket-group -d 
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l allow-uid -d 'Uids allowed to talk to the agent besides root (comma-separated)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l allow-gid -d 'Gids (the peer\'s primary group) allowed to talk to the agent (comma-separated)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l warm -d 'Namespaces to keep built ahead, so that a create they can serve is answered without waiting for the kernel (0: none)' -r
+complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l check-interval -d 'Seconds between the agent\'s own checks of every namespace against the kernel, which repair what drifted (0: only `nsagent check`)' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l metrics-addr -d 'Address of the HTTP endpoint (/metrics, /healthz, /readyz); `off` disables it' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l log-level -d 'Log filter (tracing EnvFilter syntax), e.g. `info` or `nsagent=debug`' -r
 complete -c nsagent -n "__fish_nsagent_using_subcommand run" -l log-format -d 'Log line format' -r -f -a "text\t'Human-readable lines (colored on a terminal)'
@@ -111,6 +113,10 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand watch" -s l -l label -d 
 complete -c nsagent -n "__fish_nsagent_using_subcommand watch" -l socket -d 'Unix socket of the agent' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand watch" -l json -d 'Print the protocol\'s result object(s) as one JSON document instead of a table'
 complete -c nsagent -n "__fish_nsagent_using_subcommand watch" -s h -l help -d 'Print help'
+complete -c nsagent -n "__fish_nsagent_using_subcommand check" -l socket -d 'Unix socket of the agent' -r -F
+complete -c nsagent -n "__fish_nsagent_using_subcommand check" -l repair -d 'Put back what is missing (and say what was)'
+complete -c nsagent -n "__fish_nsagent_using_subcommand check" -l json -d 'Print the protocol\'s result object(s) as one JSON document instead of a table'
+complete -c nsagent -n "__fish_nsagent_using_subcommand check" -s h -l help -d 'Print help'
 complete -c nsagent -n "__fish_nsagent_using_subcommand show" -l socket -d 'Unix socket of the agent' -r -F
 complete -c nsagent -n "__fish_nsagent_using_subcommand show" -l json -d 'Print the protocol\'s result object(s) as one JSON document instead of a table'
 complete -c nsagent -n "__fish_nsagent_using_subcommand show" -s h -l help -d 'Print help'
@@ -121,15 +127,16 @@ complete -c nsagent -n "__fish_nsagent_using_subcommand exec" -l socket -d 'Unix
 complete -c nsagent -n "__fish_nsagent_using_subcommand exec" -s h -l help -d 'Print help'
 complete -c nsagent -n "__fish_nsagent_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c nsagent -n "__fish_nsagent_using_subcommand man" -s h -l help -d 'Print help'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "run" -d 'Run the agent'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "add" -d 'Create a namespace, or --count of them'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "set" -d 'Change a namespace\'s NAT, ports, egress address, rate limits, DNS or labels'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "del" -d 'Delete namespaces by name, every one whose name has a --prefix, or by label'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "list" -d 'List the namespaces (all, or those with the given labels)'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "watch" -d 'Print every change to namespaces as it happens, until interrupted'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "show" -d 'Show one namespace'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "status" -d 'Show the agent\'s status'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "exec" -d 'Run a command inside a namespace\'s network namespace'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "man" -d 'Print the man page (roff)'
-complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch show status exec completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch check show status exec completions man help" -f -a "run" -d 'Run the agent'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch check show status exec completions man help" -f -a "add" -d 'Create a namespace, or --count of them'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch check show status exec completions man help" -f -a "set" -d 'Change a namespace\'s NAT, ports, egress address, rate limits, DNS or labels'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch check show status exec completions man help" -f -a "del" -d 'Delete namespaces by name, every one whose name has a --prefix, or by label'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch check show status exec completions man help" -f -a "list" -d 'List the namespaces (all, or those with the given labels)'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch check show status exec completions man help" -f -a "watch" -d 'Print every change to namespaces as it happens, until interrupted'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch check show status exec completions man help" -f -a "check" -d 'Compare the kernel with the agent\'s view of every namespace; --repair puts back what is missing'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch check show status exec completions man help" -f -a "show" -d 'Show one namespace'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch check show status exec completions man help" -f -a "status" -d 'Show the agent\'s status'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch check show status exec completions man help" -f -a "exec" -d 'Run a command inside a namespace\'s network namespace'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch check show status exec completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch check show status exec completions man help" -f -a "man" -d 'Print the man page (roff)'
+complete -c nsagent -n "__fish_nsagent_using_subcommand help; and not __fish_seen_subcommand_from run add set del list watch check show status exec completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

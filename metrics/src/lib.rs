@@ -49,6 +49,9 @@ pub struct Metrics {
     pub warm_ready: IntGauge,
     pub warm_claims_total: IntCounterVec,
     pub warm_refill_duration_seconds: Histogram,
+    pub watchers: IntGauge,
+    pub drift_total: IntCounterVec,
+    pub check_duration_seconds: Histogram,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -175,6 +178,22 @@ impl Metrics {
                 "Duration of one refill batch of the warm pool (client commands wait for at most one).",
                 SECONDS,
             ))?,
+            watchers: IntGauge::with_opts(opts(
+                "watchers",
+                "Connections receiving the watch stream.",
+            ))?,
+            drift_total: IntCounterVec::new(
+                opts(
+                    "drift_total",
+                    "Differences a check found between the kernel and the agent's view, by problem (docs/protocol.md#check).",
+                ),
+                &["problem"],
+            )?,
+            check_duration_seconds: Histogram::with_opts(hopts(
+                "check_duration_seconds",
+                "Duration of a whole check, from its start to its report (it runs in slices between commands).",
+                SECONDS,
+            ))?,
             registry,
         };
         let r = &m.registry;
@@ -200,6 +219,9 @@ impl Metrics {
         r.register(Box::new(m.warm_ready.clone()))?;
         r.register(Box::new(m.warm_claims_total.clone()))?;
         r.register(Box::new(m.warm_refill_duration_seconds.clone()))?;
+        r.register(Box::new(m.watchers.clone()))?;
+        r.register(Box::new(m.drift_total.clone()))?;
+        r.register(Box::new(m.check_duration_seconds.clone()))?;
         let build = IntGaugeVec::new(
             opts("build_info", "Build information; always 1."),
             &["version", "commit"],

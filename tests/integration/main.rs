@@ -1,7 +1,8 @@
 //! Integration tests: the real binary, the real kernel, inside throwaway sandboxes.
 //! They need root (CI runs as root) plus iproute2, nftables and socat.
 
-mod cli;
+mod check;
+pub mod cli;
 mod conf;
 mod harness;
 mod hostile;

@@ -5,7 +5,7 @@ use super::client::Client;
 use super::error::{AgentError, CliError};
 use super::render;
 use super::{out, print_json, warn};
-use crate::cmd::{Create, Delete, Get, GetStatus, List, Op, Update, Watch};
+use crate::cmd::{Check, Create, Delete, Get, GetStatus, List, Op, Update, Watch};
 use crate::model::{labels, Bandwidth, Dns, Labels, PortForward, Proto};
 use anyhow::Context;
 use clap::builder::NonEmptyStringValueParser;
@@ -279,6 +279,15 @@ pub struct ListArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Put back what is missing (and say what was).
+    #[arg(long)]
+    pub repair: bool,
+    #[command(flatten)]
+    pub opts: ClientOpts,
+}
+
+#[derive(Args, Debug)]
 pub struct WatchArgs {
     /// Only namespaces that carry the label KEY=VALUE (repeat: every one of them).
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = labels::parse_pair)]
@@ -507,6 +516,22 @@ pub fn del(a: DelArgs) -> Result<(), CliError> {
     }
     let reqs = names.iter().map(|n| Delete { name: n.clone() }).collect();
     bulk(&mut client, &names, reqs, "deleted", a.opts.json)
+}
+
+/// Exit 0 when the kernel matches (or, with --repair, was made to match), 1 otherwise.
+pub fn check(a: CheckArgs) -> Result<(), CliError> {
+    let report = Client::connect(&a.opts.target.socket)?.call(&Check { repair: a.repair })?;
+    let unrepaired = report.drift.iter().any(|d| !d.repaired);
+    if a.opts.json {
+        print_json(&report)?;
+    } else {
+        out(&render::check_report(&report))?;
+    }
+    if unrepaired {
+        Err(CliError::Reported)
+    } else {
+        Ok(())
+    }
 }
 
 pub fn watch(a: WatchArgs) -> Result<(), CliError> {

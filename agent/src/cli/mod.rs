@@ -45,6 +45,9 @@ enum Cmd {
     List(commands::ListArgs),
     /// Print every change to namespaces as it happens, until interrupted.
     Watch(commands::WatchArgs),
+    /// Compare the kernel with the agent's view of every namespace; --repair puts back what
+    /// is missing.
+    Check(commands::CheckArgs),
     /// Show one namespace.
     Show(commands::ShowArgs),
     /// Show the agent's status.
@@ -79,6 +82,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Del(a) => commands::del(a),
         Cmd::List(a) => commands::list(a),
         Cmd::Watch(a) => commands::watch(a),
+        Cmd::Check(a) => commands::check(a),
         Cmd::Show(a) => commands::show(a),
         Cmd::Status(a) => commands::status(a),
         Cmd::Exec(a) => commands::exec(a),

@@ -247,6 +247,35 @@ pub fn event_row(line: &str) -> String {
     )
 }
 
+/// A check's report: one row per problem, then a one-line summary.
+pub fn check_report(r: &crate::cmd::CheckReport) -> String {
+    let mut text = String::new();
+    if !r.drift.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .drift
+            .iter()
+            .map(|d| {
+                vec![
+                    d.name.clone(),
+                    d.problem.as_str().to_string(),
+                    yes_no(d.repaired),
+                ]
+            })
+            .collect();
+        text = table(&["NAME", "PROBLEM", "REPAIRED"], &rows);
+    }
+    let repaired = r.drift.iter().filter(|d| d.repaired).count();
+    text.push_str(&match (r.drift.len(), repaired) {
+        (0, _) => format!("{} namespaces checked: clean\n", r.checked),
+        (n, 0) => format!("{} namespaces checked: {n} problems\n", r.checked),
+        (n, k) => format!(
+            "{} namespaces checked: {n} problems, {k} repaired\n",
+            r.checked
+        ),
+    });
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 //!
 //! Requests are `{"op": <Op::NAME>, …fields}`; [`OPS`] is the one list of them.
 
+mod check;
 mod create;
 mod delete;
 mod get;
@@ -14,6 +15,7 @@ mod status;
 mod update;
 mod watch;
 
+pub use check::{Check, CheckReport, Drift};
 pub use create::{sorted, Create, DEFAULT_NS_IFNAME};
 pub use delete::{Delete, Deleted};
 pub use get::Get;
@@ -62,6 +64,9 @@ pub enum Request {
     Watch {
         selector: crate::model::Labels,
     },
+    Check {
+        repair: bool,
+    },
 }
 
 impl Request {
@@ -90,6 +95,7 @@ impl Request {
 pub enum Response {
     Pong(Pong),
     Watching(Watching),
+    Check(CheckReport),
     Namespace(crate::model::Namespace),
     Deleted(Deleted),
     Status(Status),
@@ -114,7 +120,7 @@ impl Serialize for Encoded {
 
 /// Every op: its name and how its fields are decoded and validated.
 type Decoder = fn(Map<String, Value>, Limits) -> Result<Request, ApiError>;
-pub const OPS: [(&str, Decoder); 8] = [
+pub const OPS: [(&str, Decoder); 9] = [
     (Ping::NAME, decode::<Ping>),
     (Create::NAME, decode::<Create>),
     (Delete::NAME, decode::<Delete>),
@@ -123,6 +129,7 @@ pub const OPS: [(&str, Decoder); 8] = [
     (GetStatus::NAME, decode::<GetStatus>),
     (Update::NAME, decode::<Update>),
     (Watch::NAME, decode::<Watch>),
+    (Check::NAME, decode::<Check>),
 ];
 
 fn decode<O: Op>(fields: Map<String, Value>, limits: Limits) -> Result<Request, ApiError> {

@@ -94,6 +94,10 @@ pub struct RunArgs {
     /// waiting for the kernel (0: none).
     #[arg(long, env = "NSAGENT_WARM", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=MAX_WARM))]
     pub warm: u32,
+    /// Seconds between the agent's own checks of every namespace against the kernel, which
+    /// repair what drifted (0: only `nsagent check`).
+    #[arg(long, env = "NSAGENT_CHECK_INTERVAL", value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=86_400))]
+    pub check_interval: u32,
     /// Address of the HTTP endpoint (/metrics, /healthz, /readyz); `off` disables it.
     #[arg(long, env = "NSAGENT_METRICS_ADDR", default_value = "127.0.0.1:9477")]
     pub metrics_addr: String,
@@ -142,6 +146,8 @@ pub struct Config {
     pub cleanup_on_exit: bool,
     /// Namespaces kept built for creates.
     pub warm: usize,
+    /// `None`: no periodic check.
+    pub check_interval: Option<std::time::Duration>,
     /// `None`: no HTTP endpoint.
     pub metrics_addr: Option<SocketAddr>,
     pub log_level: String,
@@ -227,6 +233,8 @@ impl RunArgs {
             allow_gid: self.allow_gid.clone(),
             cleanup_on_exit: self.cleanup_on_exit,
             warm: self.warm as usize,
+            check_interval: (self.check_interval > 0)
+                .then(|| std::time::Duration::from_secs(self.check_interval.into())),
             metrics_addr,
             log_level: self.log_level.clone(),
             log_format: self.log_format,

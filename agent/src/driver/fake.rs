@@ -28,6 +28,11 @@ pub struct Fake {
     pub local: HashSet<std::net::IpAddr>,
     /// Warm namespaces given to clients.
     pub claimed: usize,
+    /// What `check` finds, per name; `repair` puts it right unless the name is in
+    /// `fail_netlink`.
+    pub drift: std::collections::HashMap<String, Vec<crate::model::Problem>>,
+    /// How many namespaces each `check` call was given.
+    pub checked: Vec<usize>,
 }
 
 impl Driver for Fake {
@@ -149,6 +154,24 @@ impl Driver for Fake {
 
     fn forget(&mut self, conns: &[super::Conns]) {
         self.forgotten.extend_from_slice(conns);
+    }
+
+    fn check(&mut self, nss: &[Namespace]) -> Vec<Vec<crate::model::Problem>> {
+        self.checked.push(nss.len());
+        nss.iter()
+            .map(|ns| self.drift.get(&ns.name).cloned().unwrap_or_default())
+            .collect()
+    }
+
+    fn repair(&mut self, ns: &Namespace) -> Result<(), DriverError> {
+        if self.fail_netlink.contains(&ns.name) {
+            return Err(DriverError::Netlink {
+                step: "add gateway address",
+                source: NetlinkError::errno(libc::EPERM),
+            });
+        }
+        self.drift.remove(&ns.name);
+        Ok(())
     }
 
     fn update(&mut self, _old: &Namespace, new: &Namespace) -> Result<(), DriverError> {

@@ -4,7 +4,7 @@
 use super::conntrack::Conntrack;
 use super::requests::{self, Ipv6Links, Step};
 use super::{Conns, CreateFailure, Driver, DriverError, EtcNetns, Gone, LabelStore};
-use crate::model::{is_warm_name, Namespace, PEER_IFINDEX};
+use crate::model::{is_warm_name, Namespace, Problem, PEER_IFINDEX};
 use crate::netlink::{LinkEvent, LinkEvents, NetlinkError, Request, Rtnl};
 use crate::netns::{Graveyard, NetnsDir, NewNetns};
 use metrics::Metrics;
@@ -23,15 +23,18 @@ pub struct KernelDriver {
     pub(super) host: Rtnl,
     pub(super) events: LinkEvents,
     pub(super) nft: NftSocket,
-    table: String,
-    metrics: Arc<Metrics>,
-    ipv6: Ipv6Links,
+    pub(super) table: String,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) ipv6: Ipv6Links,
     /// `None`: the kernel picks each namespace's id (the naive floor).
     nsids: Option<Nsids>,
     /// `None`: a removed namespace dies at once (the naive floor, or no tmpfs could be mounted).
     graveyard: Option<Graveyard>,
     /// The host's link dump started by recovery, for [`Driver::sweep_orphans`].
     pub(super) orphan_dump: Option<OrphanDump>,
+    /// The table's elements as the last [`Driver::check`] found them (what a repair adds back
+    /// is what was not there).
+    pub(super) checked_elements: std::collections::HashSet<nft::Elem>,
 }
 
 type OrphanDump = std::thread::JoinHandle<Result<Vec<crate::netlink::LinkInfo>, NetlinkError>>;
@@ -162,7 +165,7 @@ fn limit_egress(
 }
 
 /// Sends steps pipelined; one result per step, a failure named by its step.
-fn send(m: &Metrics, rtnl: &mut Rtnl, steps: Vec<Step>) -> Vec<Result<(), DriverError>> {
+pub(super) fn send(m: &Metrics, rtnl: &mut Rtnl, steps: Vec<Step>) -> Vec<Result<(), DriverError>> {
     let names: Vec<&'static str> = steps.iter().map(|(_, s)| *s).collect();
     let out = pipeline(m, rtnl, steps.into_iter().map(|(r, _)| r).collect());
     out.into_iter()
@@ -211,6 +214,7 @@ impl KernelDriver {
                 .ok(),
             netns,
             orphan_dump: None,
+            checked_elements: Default::default(),
         })
     }
 
@@ -648,6 +652,17 @@ impl Driver for KernelDriver {
                 tracing::warn!(error = %e, "flushing conntrack entries of deleted namespaces")
             }
         }
+    }
+
+    fn check(&mut self, nss: &[Namespace]) -> Vec<Vec<Problem>> {
+        self.check_all(nss).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "check: cannot read the host's state");
+            nss.iter().map(|_| vec![]).collect()
+        })
+    }
+
+    fn repair(&mut self, ns: &Namespace) -> Result<(), DriverError> {
+        self.repair_one(ns)
     }
 
     fn link_exists(&mut self, ifindex: u32) -> bool {

@@ -6,6 +6,7 @@
 //! [`recover`] rebuilds the agent's view from the kernel at start-up. [`Fake`] stands in for the
 //! kernel in tests that need no root.
 
+mod check;
 mod conntrack;
 mod etc;
 mod fake;
@@ -23,7 +24,7 @@ pub use kernel::KernelDriver;
 pub use labels::LabelStore;
 pub use recover::Recovery;
 
-use crate::model::{Namespace, PortForward};
+use crate::model::{Namespace, PortForward, Problem};
 use crate::protocol::{ApiError, ErrorCode};
 use nft::{Elem, ElemOp, GroupError, NftError};
 use std::net::IpAddr;
@@ -150,6 +151,15 @@ pub trait Driver {
     /// Changes a live namespace from `old` to `new` outside the nft table (its mark, rate
     /// limits, resolv.conf). On failure it has put back what it changed.
     fn update(&mut self, old: &Namespace, new: &Namespace) -> Result<(), DriverError>;
+    /// How each of `nss` (as the agent made it) differs in the kernel: one list per namespace,
+    /// empty when it is whole.
+    fn check(&mut self, nss: &[Namespace]) -> Vec<Vec<Problem>> {
+        nss.iter().map(|_| vec![]).collect()
+    }
+    /// Puts back whatever of a live namespace is missing (what is there stays as it is).
+    fn repair(&mut self, _ns: &Namespace) -> Result<(), DriverError> {
+        Ok(())
+    }
 }
 
 /// Connections to forget (their conntrack entries).

@@ -330,7 +330,7 @@ impl KernelDriver {
 }
 
 /// Host IPv6 routes by ifindex (the host side of IPv6 is a route).
-type HostRoutes6 = HashMap<u32, Vec<(Ipv6Addr, u8)>>;
+pub(super) type HostRoutes6 = HashMap<u32, Vec<(Ipv6Addr, u8)>>;
 
 /// Port forwards and egress addresses found in the old table, by namespace address.
 #[derive(Default)]
@@ -368,27 +368,27 @@ impl Maps {
 
 /// The veth peer as seen from inside.
 #[derive(Debug, Clone)]
-struct Peer {
-    name: String,
-    up: bool,
-    mtu: u32,
-    addr: Option<(Ipv4Addr, u8)>,
-    addr6: Option<(Ipv6Addr, u8)>,
+pub(super) struct Peer {
+    pub name: String,
+    pub up: bool,
+    pub mtu: u32,
+    pub addr: Option<(Ipv4Addr, u8)>,
+    pub addr6: Option<(Ipv6Addr, u8)>,
 }
 
 /// What a managed namespace looks like from inside.
-struct Inside {
+pub(super) struct Inside {
     /// The host veth (the peer's peer), asked for from inside; `None` with a `host_index`:
     /// the kernel would not answer that way.
-    host: Option<LinkInfo>,
-    host_index: Option<u32>,
-    lo_alias: Option<String>,
-    lo_up: bool,
-    peer: Option<Peer>,
-    gateway: Option<Ipv4Addr>,
-    gateway6: Option<Ipv6Addr>,
+    pub host: Option<LinkInfo>,
+    pub host_index: Option<u32>,
+    pub lo_alias: Option<String>,
+    pub lo_up: bool,
+    pub peer: Option<Peer>,
+    pub gateway: Option<Ipv4Addr>,
+    pub gateway6: Option<Ipv6Addr>,
     /// The rate of the peer's root tbf qdisc, if it has one.
-    egress_bps: Option<u64>,
+    pub egress_bps: Option<u64>,
 }
 
 fn bandwidth(ingress_bps: Option<&u64>, egress_bps: Option<u64>) -> Option<Bandwidth> {
@@ -402,7 +402,7 @@ fn bandwidth(ingress_bps: Option<&u64>, egress_bps: Option<u64>) -> Option<Bandw
 /// What is inside; the IPv6 side only when the host side says the namespace is dual stack: a
 /// route to its IPv6 subnet on the host veth, the peer of the veth inside (two dumps fewer per
 /// namespace otherwise).
-fn inside(rtnl: &mut Rtnl, host_routes6: &HostRoutes6) -> Result<Inside, NetlinkError> {
+pub(super) fn inside(rtnl: &mut Rtnl, host_routes6: &HostRoutes6) -> Result<Inside, NetlinkError> {
     let links = rtnl.links()?;
     let peer_link = links.iter().find(|l| l.index == PEER_IFINDEX);
     let host_index = peer_link.and_then(|l| l.link);

@@ -90,15 +90,20 @@ fn veth(ns: &Namespace, made: &NewNetns) -> LinkMessage {
 /// The host side, in two rounds: `[create the veth pair]`, then its configuration. (Configuring
 /// by our chosen ifindex after a failed create could touch somebody else's link.)
 pub fn host(ns: &Namespace, made: &NewNetns, ipv6: Ipv6Links) -> [Vec<Step>; 2] {
+    let create = vec![(
+        Request::create(RouteNetlinkMessage::NewLink(veth(ns, made))),
+        "create veth pair",
+    )];
+    [create, host_configuration(ns, ipv6)]
+}
+
+/// The host veth's configuration, once the pair exists (also what a repair sends again).
+pub fn host_configuration(ns: &Namespace, ipv6: Ipv6Links) -> Vec<Step> {
     let idx = ns.host_ifindex;
     let mut host_conf = link_set(idx).alias(ns.mark().to_string());
     if ipv6 == Ipv6Links::Off {
         host_conf = host_conf.append_extra_attribute(no_ipv6_autoconf());
     }
-    let create = vec![(
-        Request::create(RouteNetlinkMessage::NewLink(veth(ns, made))),
-        "create veth pair",
-    )];
     let mut configure = vec![
         (
             Request::change(RouteNetlinkMessage::SetLink(host_conf.build())),
@@ -155,7 +160,7 @@ pub fn host(ns: &Namespace, made: &NewNetns, ipv6: Ipv6Links) -> [Vec<Step>; 2] 
     if let Some(bps) = ns.conf.bandwidth.and_then(|b| b.ingress_bps) {
         configure.push((super::tc::add(idx, bps), "limit ingress rate"));
     }
-    [create, configure]
+    configure
 }
 
 /// Inside the namespace, on its own socket.

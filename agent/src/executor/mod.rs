@@ -3,6 +3,7 @@
 //! command that is refused), runs the netlink work for the whole batch, then one nft transaction,
 //! then answers every command.
 
+mod check;
 mod reservations;
 mod warm;
 
@@ -14,7 +15,7 @@ use crate::events::{Event, Events};
 use crate::model::{labels, Conf, Dirs, Labels, Namespace, NamespaceSpec};
 use crate::pool::{Pool, Pool6};
 use crate::protocol::{ApiError, ErrorCode, Reply};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use metrics::Metrics;
 use nft::{ElemOp, GroupError};
 use reservations::Reservations;
@@ -73,6 +74,8 @@ pub struct Limits {
     pub cleanup_on_exit: bool,
     /// Namespaces to keep built for creates (`--warm`).
     pub warm: usize,
+    /// How often the agent checks and repairs on its own (`--check-interval`; `None`: never).
+    pub check_every: Option<Duration>,
 }
 
 pub struct Executor<D: Driver> {
@@ -95,6 +98,7 @@ pub struct Executor<D: Driver> {
     warm: Warm,
     /// Watchers of what is committed (nobody, unless the server subscribes some).
     events: Events,
+    checks: check::Checks,
 }
 
 /// A write that passed planning: what it will change, and whom to answer.
@@ -159,6 +163,7 @@ impl<D: Driver> Executor<D> {
             elements,
             warm: Warm::new(limits.warm),
             events: Events::default(),
+            checks: check::Checks::new(limits.check_every),
         };
         let pool = ex.held.pool();
         ex.metrics
@@ -301,6 +306,17 @@ impl<D: Driver> Executor<D> {
             self.reap(&mut batch);
             self.expire_deferred();
             self.sweep_orphans();
+            self.start_check();
+            if self.checks.running() && batch.is_empty() {
+                // One slice of the check, then whatever came meanwhile; never wait while a
+                // check runs.
+                self.check_slice();
+                match rx.try_recv() {
+                    Ok(job) => batch.push_back(job),
+                    Err(TryRecvError::Empty) => continue,
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            }
             if batch.is_empty() && self.refill_wanted() {
                 // Refill only while nobody waits: a client's command always goes first, and
                 // the answers of the last batch get out before refill takes the CPU.
@@ -475,6 +491,7 @@ impl<D: Driver> Executor<D> {
                 }
                 None => answer(job.reply, Err(not_found(&name))),
             },
+            Request::Check { repair } => self.checks.ask(repair, job.reply),
             Request::Watch { .. } => answer(
                 job.reply,
                 Err(ApiError::new(
@@ -998,6 +1015,7 @@ impl<D: Driver> Executor<D> {
             free("ipv6").set(p6.free() as i64 + warm);
         }
         m.nft_elements.set(self.elements);
+        m.watchers.set(self.events.watchers() as i64);
     }
 
     /// Every namespace `selector` selects, sorted by name, encoded straight from the live view: a list of 30,000

@@ -21,6 +21,7 @@ fn executor(pool: &str) -> Executor<Fake> {
         max_pending: 100,
         cleanup_on_exit: false,
         warm: 0,
+        check_every: None,
     };
     let metrics = Arc::new(Metrics::new("test", "test").unwrap());
     Executor::new(
@@ -523,4 +524,122 @@ fn a_watcher_that_falls_behind_is_dropped_without_blocking() {
     assert!(rx.iter_mut().all(|r| code(r) == "ok"));
     assert_eq!(events.watchers(), 0, "dropped");
     assert!(slow.overflowed.load(std::sync::atomic::Ordering::Acquire));
+}
+
+/// Runs the executor's check slices until the running check has answered.
+fn finish_checks(ex: &mut Executor<Fake>) {
+    ex.start_check();
+    while ex.checks.running() {
+        ex.check_slice();
+    }
+}
+
+fn report(rx: &mut Rx) -> crate::cmd::CheckReport {
+    match rx.try_recv() {
+        Ok(Ok(Response::Check(r))) => r,
+        other => panic!("no report: {other:?}"),
+    }
+}
+
+#[test]
+fn a_check_reports_drift_in_slices_and_a_repair_puts_it_right() {
+    use crate::model::Problem;
+    let mut ex = executor("100.64.0.0/16");
+    let events = crate::events::Events::default();
+    ex = ex.with_events(events.clone());
+    let n = check::CHECK_SLICE * 2 + 5;
+    run(
+        &mut ex,
+        (0..n)
+            .map(|i| Request::Create(spec(&format!("n{i:03}"))))
+            .collect(),
+    );
+    ex.driver.drift.insert(
+        "n007".into(),
+        vec![Problem::AddressMissing, Problem::ElementMissing],
+    );
+    ex.driver
+        .drift
+        .insert("n200".into(), vec![Problem::ResolvConfMissing]);
+    ex.driver.fail_netlink.insert("n200".into());
+    let mut watcher = events.subscribe(Default::default());
+
+    let mut rx = run(&mut ex, vec![Request::Check { repair: false }]);
+    assert_eq!(
+        code(&mut rx[0]),
+        "unanswered",
+        "checks run in slices, later"
+    );
+    finish_checks(&mut ex);
+    let r = report(&mut rx[0]);
+    assert!(!r.clean);
+    assert_eq!(r.checked, n);
+    assert_eq!(
+        ex.driver.checked,
+        [check::CHECK_SLICE, check::CHECK_SLICE, 5]
+    );
+    let found: Vec<(String, Problem, bool)> = r
+        .drift
+        .iter()
+        .map(|d| (d.name.clone(), d.problem, d.repaired))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("n007".to_string(), Problem::AddressMissing, false),
+            ("n007".to_string(), Problem::ElementMissing, false),
+            ("n200".to_string(), Problem::ResolvConfMissing, false),
+        ]
+    );
+    assert_eq!(ex.driver.drift.len(), 2, "a check alone changes nothing");
+
+    let mut rx = run(&mut ex, vec![Request::Check { repair: true }]);
+    finish_checks(&mut ex);
+    let r = report(&mut rx[0]);
+    let repaired: Vec<(String, bool)> = r
+        .drift
+        .iter()
+        .map(|d| (d.name.clone(), d.repaired))
+        .collect();
+    assert_eq!(
+        repaired,
+        [
+            ("n007".to_string(), true),
+            ("n007".to_string(), true),
+            ("n200".to_string(), false)
+        ]
+    );
+    let line = watcher.rx.try_recv().expect("a repaired event");
+    let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+    assert_eq!(
+        (v["event"].as_str(), v["namespace"]["name"].as_str()),
+        (Some("repaired"), Some("n007"))
+    );
+    assert!(
+        watcher.rx.try_recv().is_err(),
+        "nothing for what stayed broken"
+    );
+}
+
+#[test]
+fn a_gone_namespace_found_by_a_repairing_check_is_let_go() {
+    use crate::model::Problem;
+    let mut ex = executor("100.64.0.0/24");
+    run(
+        &mut ex,
+        vec![Request::Create(spec("a")), Request::Create(spec("b"))],
+    );
+    ex.driver
+        .drift
+        .insert("a".into(), vec![Problem::NetnsMissing]);
+    let mut rx = run(&mut ex, vec![Request::Check { repair: true }]);
+    finish_checks(&mut ex);
+    let r = report(&mut rx[0]);
+    assert_eq!(r.drift.len(), 1);
+    assert!(!r.drift[0].repaired);
+    assert!(
+        ex.get_live("a").is_none(),
+        "removed like an external deletion"
+    );
+    assert!(ex.get_live("b").is_some());
 }

@@ -2,6 +2,7 @@
 //! exists (`Namespace`). Plain data: nothing here touches the kernel.
 
 mod conf;
+mod drift;
 pub mod labels;
 mod subnet6;
 
@@ -10,6 +11,7 @@ pub use conf::{
     MIN_BPS,
 };
 
+pub use drift::Problem;
 pub use labels::Labels;
 pub use subnet6::Subnet6;
 

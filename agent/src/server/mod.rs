@@ -199,6 +199,7 @@ fn start_executor(
         max_pending: executor::MAX_PENDING_DELETIONS,
         cleanup_on_exit: config.cleanup_on_exit,
         warm: config.warm,
+        check_every: config.check_interval,
     };
     let handle = std::thread::Builder::new()
         .name("executor".into())

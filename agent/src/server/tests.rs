@@ -47,6 +47,7 @@ impl TestAgent {
             max_pending: 100,
             cleanup_on_exit: false,
             warm: 0,
+            check_every: None,
         };
         let ex = Executor::new(fake, info, limits, pool, None, metrics.clone());
         let executor = std::thread::spawn(move || ex.run(jobs));

@@ -1,0 +1,196 @@
+//! The executor's side of `check`: a check looks at every live namespace in slices of
+//! [`CHECK_SLICE`], one slice between batches of commands, so that a check of thousands never
+//! holds commands up for more than one slice. Checks asked for while one runs wait their turn;
+//! the periodic one (`--check-interval`) repairs and tells watchers `repaired`.
+
+use super::Executor;
+use crate::cmd::{CheckReport, Drift, Response};
+use crate::driver::Driver;
+use crate::events::Event;
+use crate::model::{Namespace, Problem};
+use crate::protocol::Reply;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Namespaces looked at between two batches of commands: about 30–60 ms of kernel work here
+/// (one look inside each, plus the host's dumps once per slice).
+pub const CHECK_SLICE: usize = 128;
+
+/// A check under way.
+pub(super) struct Checking {
+    repair: bool,
+    /// Still to look at (the next slice is taken off the end).
+    names: Vec<String>,
+    checked: usize,
+    drift: Vec<Drift>,
+    /// Whom to answer; `None` for the periodic check.
+    reply: Option<oneshot::Sender<Reply>>,
+    started: Instant,
+}
+
+/// Checks: the one running, those waiting, and when the periodic one is due.
+#[derive(Default)]
+pub(super) struct Checks {
+    running: Option<Checking>,
+    waiting: VecDeque<(bool, oneshot::Sender<Reply>)>,
+    /// `None`: no periodic check.
+    every: Option<Duration>,
+    next: Option<Instant>,
+}
+
+impl Checks {
+    pub(super) fn new(every: Option<Duration>) -> Self {
+        Checks {
+            every,
+            next: every.map(|d| Instant::now() + d),
+            ..Checks::default()
+        }
+    }
+
+    pub(super) fn running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    pub(super) fn ask(&mut self, repair: bool, reply: oneshot::Sender<Reply>) {
+        self.waiting.push_back((repair, reply));
+    }
+}
+
+impl<D: Driver> Executor<D> {
+    /// Starts the next check if none runs: one asked for, else the periodic one when due.
+    pub(super) fn start_check(&mut self) {
+        if self.checks.running() {
+            return;
+        }
+        let (repair, reply) = match self.checks.waiting.pop_front() {
+            Some((repair, reply)) => (repair, Some(reply)),
+            None => match (self.checks.next, self.checks.every) {
+                (Some(next), Some(every)) if Instant::now() >= next => {
+                    self.checks.next = Some(Instant::now() + every);
+                    (true, None)
+                }
+                _ => return,
+            },
+        };
+        let mut names: Vec<String> = self.live.keys().cloned().collect();
+        // Descending: slices come off the end, in name order.
+        names.sort_unstable_by(|a, b| b.cmp(a));
+        self.checks.running = Some(Checking {
+            repair,
+            names,
+            checked: 0,
+            drift: vec![],
+            reply,
+            started: Instant::now(),
+        });
+    }
+
+    /// Checks (and repairs) one slice; answers once the last is done.
+    pub(super) fn check_slice(&mut self) {
+        let Some(mut c) = self.checks.running.take() else {
+            return;
+        };
+        let from = c.names.len().saturating_sub(CHECK_SLICE);
+        let slice: Vec<Namespace> = c
+            .names
+            .split_off(from)
+            .iter()
+            .rev()
+            .filter_map(|n| self.live.get(n).map(|b| Namespace::clone(b)))
+            .collect();
+        let found = self.driver.check(&slice);
+        let drifted: Vec<(Namespace, Vec<Problem>)> = slice
+            .into_iter()
+            .zip(found)
+            .inspect(|_| c.checked += 1)
+            .filter(|(_, p)| !p.is_empty())
+            .collect();
+        for p in drifted.iter().flat_map(|(_, p)| p) {
+            self.metrics
+                .drift_total
+                .with_label_values(&[p.as_str()])
+                .inc();
+        }
+        let after = if c.repair {
+            self.repair(&drifted)
+        } else {
+            drifted.iter().map(|(_, p)| p.clone()).collect()
+        };
+        for ((ns, problems), left) in drifted.into_iter().zip(after) {
+            c.drift.extend(problems.into_iter().map(|problem| Drift {
+                name: ns.name.clone(),
+                problem,
+                repaired: c.repair && !left.contains(&problem),
+            }));
+        }
+        if c.names.is_empty() {
+            self.finish_check(c);
+        } else {
+            self.checks.running = Some(c);
+        }
+    }
+
+    /// Repairs the drifted namespaces of a slice, then looks again: what is still wrong, per
+    /// namespace. A namespace that is gone is let go like one removed from outside.
+    fn repair(&mut self, drifted: &[(Namespace, Vec<Problem>)]) -> Vec<Vec<Problem>> {
+        let mut again = vec![];
+        for (ns, problems) in drifted {
+            if problems.iter().any(|p| p.is_gone()) {
+                let link_gone = problems.contains(&Problem::HostLinkMissing);
+                self.external_removal(&ns.name, link_gone);
+            } else if let Err(e) = self.driver.repair(ns) {
+                tracing::warn!(name = %ns.name, error = %e, "repair failed");
+            } else {
+                again.push(ns.clone());
+            }
+        }
+        let mut left = self.driver.check(&again).into_iter();
+        let mut again = again.iter();
+        drifted
+            .iter()
+            .map(|(ns, problems)| {
+                if problems.iter().any(|p| p.is_gone()) {
+                    return problems.clone();
+                }
+                match again.as_slice().first() {
+                    Some(a) if a.name == ns.name => {
+                        again.next();
+                        let left = left.next().unwrap_or_default();
+                        if left.len() < problems.len() {
+                            tracing::info!(name = %ns.name, ?problems, still = ?left, "repaired drift");
+                            self.events.emit(Event::Repaired, ns);
+                        }
+                        left
+                    }
+                    _ => problems.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn finish_check(&mut self, mut c: Checking) {
+        c.drift
+            .sort_by(|a, b| (&a.name, a.problem).cmp(&(&b.name, b.problem)));
+        self.metrics
+            .check_duration_seconds
+            .observe(c.started.elapsed().as_secs_f64());
+        if !c.drift.is_empty() {
+            tracing::info!(
+                checked = c.checked,
+                problems = c.drift.len(),
+                repaired = c.drift.iter().filter(|d| d.repaired).count(),
+                periodic = c.reply.is_none(),
+                "check found drift"
+            );
+        }
+        let report = CheckReport {
+            clean: c.drift.is_empty(),
+            checked: c.checked,
+            drift: c.drift,
+        };
+        if let Some(reply) = c.reply {
+            let _ = reply.send(Ok(Response::Check(report)));
+        }
+    }
+}
