@@ -248,3 +248,55 @@ fn a_watcher_that_never_reads_is_cut_off_and_nobody_waits_for_it() {
     assert!(count < n, "{count}");
     assert!(sb.client().ok(json!({"op":"status"}))["namespaces"] == json!(1));
 }
+
+#[test]
+fn the_cli_prints_events_as_they_happen() {
+    use std::io::BufRead;
+    let sb = Sandbox::new();
+    let mut child = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &sb.pid.to_string(),
+            "-m",
+            "-n",
+            "--",
+            BIN,
+            "watch",
+            "-l",
+            "team=ci",
+        ])
+        .env("NSAGENT_SOCKET", &sb.socket)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("nsagent watch");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The watch is registered once its answer came: wait for it through creates it must see.
+    let mut c = sb.client();
+    c.ok(json!({"op":"create","name":"other"}));
+    let mut seen = String::new();
+    for i in 0..50 {
+        c.ok(json!({"op":"create","name":format!("w{i}"),"labels":{"team":"ci"}}));
+        if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            seen = l;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.contains(" created w") && seen.contains("team=ci"),
+        "{seen:?}"
+    );
+    assert!(!seen.contains("other"));
+}

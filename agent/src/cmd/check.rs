@@ -18,7 +18,7 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckReport {
     pub clean: bool,
-    /// How many namespaces were looked at.
+    /// How many namespaces were looked at (not those created or changed while it ran).
     pub checked: usize,
     pub drift: Vec<Drift>,
 }

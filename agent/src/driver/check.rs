@@ -13,19 +13,16 @@ use nft::{Elem, ElemOp, SetName};
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-/// What the host side holds, dumped once per check.
-struct Host {
+/// What the host side holds, as one dump of each found it.
+pub(super) struct Host {
     addrs: HashMap<u32, Vec<(Ipv4Addr, u8)>>,
     routes6: HostRoutes6,
     rates: HashMap<u32, u64>,
-    elements: HashSet<Elem>,
+    pub(super) elements: HashSet<Elem>,
 }
 
 impl KernelDriver {
-    pub(super) fn check_all(
-        &mut self,
-        nss: &[Namespace],
-    ) -> Result<Vec<Vec<Problem>>, DriverError> {
+    fn dump_host(&mut self) -> Result<Host, DriverError> {
         let dump = |source| DriverError::Netlink {
             step: "dump addresses, routes and qdiscs",
             source,
@@ -34,11 +31,24 @@ impl KernelDriver {
         for set in SetName::ALL {
             elements.extend(self.nft.elements(&self.table, set)?);
         }
-        let host = Host {
+        Ok(Host {
             addrs: self.host.addresses().map_err(dump)?,
             routes6: self.host.routes6().map_err(dump)?,
             rates: super::tc::rates(&mut self.host).map_err(dump)?,
             elements,
+        })
+    }
+
+    /// [`Driver::check`](super::Driver::check): the host's dumps taken again only when
+    /// `fresh` (or never taken yet).
+    pub(super) fn check_all(
+        &mut self,
+        nss: &[Namespace],
+        fresh: bool,
+    ) -> Result<Vec<Vec<Problem>>, DriverError> {
+        let host = match self.checked_host.take() {
+            Some(h) if !fresh => h,
+            _ => self.dump_host()?,
         };
         // Look at the IPv6 side inside every dual-stack namespace, even one whose host route
         // is gone (that is what `inside` takes the host route for).
@@ -50,7 +60,7 @@ impl KernelDriver {
             .iter()
             .map(|ns| self.check_one(ns, &host, &dual))
             .collect();
-        self.checked_elements = host.elements;
+        self.checked_host = Some(host);
         Ok(out)
     }
 
@@ -160,10 +170,10 @@ impl KernelDriver {
         }
         // Only those the last check did not find: adding one that is there is EEXIST, and
         // would fail the whole group.
-        let seen = &self.checked_elements;
+        let seen = self.checked_host.as_ref().map(|h| &h.elements);
         let add: Vec<ElemOp> = elems(ns)
             .into_iter()
-            .filter(|e| !seen.contains(e))
+            .filter(|e| !seen.is_some_and(|s| s.contains(e)))
             .map(ElemOp::Add)
             .collect();
         if let Some(Err(e)) = super::Driver::nft(self, &[add]).pop() {

@@ -156,7 +156,7 @@ impl Driver for Fake {
         self.forgotten.extend_from_slice(conns);
     }
 
-    fn check(&mut self, nss: &[Namespace]) -> Vec<Vec<crate::model::Problem>> {
+    fn check(&mut self, nss: &[Namespace], _fresh: bool) -> Vec<Vec<crate::model::Problem>> {
         self.checked.push(nss.len());
         nss.iter()
             .map(|ns| self.drift.get(&ns.name).cloned().unwrap_or_default())

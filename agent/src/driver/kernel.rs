@@ -32,9 +32,9 @@ pub struct KernelDriver {
     graveyard: Option<Graveyard>,
     /// The host's link dump started by recovery, for [`Driver::sweep_orphans`].
     pub(super) orphan_dump: Option<OrphanDump>,
-    /// The table's elements as the last [`Driver::check`] found them (what a repair adds back
-    /// is what was not there).
-    pub(super) checked_elements: std::collections::HashSet<nft::Elem>,
+    /// The host's state as the last fresh [`Driver::check`] dumped it (what a repair adds
+    /// back is what was not there).
+    pub(super) checked_host: Option<super::check::Host>,
 }
 
 type OrphanDump = std::thread::JoinHandle<Result<Vec<crate::netlink::LinkInfo>, NetlinkError>>;
@@ -214,7 +214,7 @@ impl KernelDriver {
                 .ok(),
             netns,
             orphan_dump: None,
-            checked_elements: Default::default(),
+            checked_host: None,
         })
     }
 
@@ -654,8 +654,8 @@ impl Driver for KernelDriver {
         }
     }
 
-    fn check(&mut self, nss: &[Namespace]) -> Vec<Vec<Problem>> {
-        self.check_all(nss).unwrap_or_else(|e| {
+    fn check(&mut self, nss: &[Namespace], fresh: bool) -> Vec<Vec<Problem>> {
+        self.check_all(nss, fresh).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "check: cannot read the host's state");
             nss.iter().map(|_| vec![]).collect()
         })

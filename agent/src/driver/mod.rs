@@ -152,8 +152,10 @@ pub trait Driver {
     /// limits, resolv.conf). On failure it has put back what it changed.
     fn update(&mut self, old: &Namespace, new: &Namespace) -> Result<(), DriverError>;
     /// How each of `nss` (as the agent made it) differs in the kernel: one list per namespace,
-    /// empty when it is whole.
-    fn check(&mut self, nss: &[Namespace]) -> Vec<Vec<Problem>> {
+    /// empty when it is whole. The host-wide state (addresses, routes, qdiscs, the table's
+    /// elements) is read again when `fresh`, else taken from the last fresh call: the caller
+    /// says fresh when something may have changed what those namespaces should have.
+    fn check(&mut self, nss: &[Namespace], _fresh: bool) -> Vec<Vec<Problem>> {
         nss.iter().map(|_| vec![]).collect()
     }
     /// Puts back whatever of a live namespace is missing (what is there stays as it is).

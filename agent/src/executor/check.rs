@@ -9,13 +9,17 @@ use crate::driver::Driver;
 use crate::events::Event;
 use crate::model::{Namespace, Problem};
 use crate::protocol::Reply;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Namespaces looked at between two batches of commands: about 30–60 ms of kernel work here
-/// (one look inside each, plus the host's dumps once per slice).
+/// Most namespaces looked at between two batches of commands.
 pub const CHECK_SLICE: usize = 128;
+/// ... and for about this long at most: one look inside costs ~0.3 ms here, so a command waits
+/// for a slice of ~15 namespaces (the host's dumps come once per check, at its start).
+pub const CHECK_SLICE_TIME: Duration = Duration::from_millis(5);
+/// Namespaces per driver call within a slice.
+const CHECK_STEP: usize = 8;
 
 /// A check under way.
 pub(super) struct Checking {
@@ -27,6 +31,11 @@ pub(super) struct Checking {
     /// Whom to answer; `None` for the periodic check.
     reply: Option<oneshot::Sender<Reply>>,
     started: Instant,
+    /// Whether the driver's host dumps must be taken again before the next look.
+    fresh: bool,
+    /// Namespaces changed by commands since those dumps: their expected state may differ from
+    /// what the dumps saw, so this check skips them.
+    touched: HashSet<String>,
 }
 
 /// Checks: the one running, those waiting, and when the periodic one is due.
@@ -54,6 +63,13 @@ impl Checks {
 
     pub(super) fn ask(&mut self, repair: bool, reply: oneshot::Sender<Reply>) {
         self.waiting.push_back((repair, reply));
+    }
+
+    /// A command changed `name` while a check runs.
+    pub(super) fn touched(&mut self, name: &str) {
+        if let Some(c) = &mut self.running {
+            c.touched.insert(name.to_string());
+        }
     }
 }
 
@@ -83,6 +99,8 @@ impl<D: Driver> Executor<D> {
             drift: vec![],
             reply,
             started: Instant::now(),
+            fresh: true,
+            touched: HashSet::new(),
         });
     }
 
@@ -91,28 +109,36 @@ impl<D: Driver> Executor<D> {
         let Some(mut c) = self.checks.running.take() else {
             return;
         };
-        let from = c.names.len().saturating_sub(CHECK_SLICE);
-        let slice: Vec<Namespace> = c
-            .names
-            .split_off(from)
-            .iter()
-            .rev()
-            .filter_map(|n| self.live.get(n).map(|b| Namespace::clone(b)))
-            .collect();
-        let found = self.driver.check(&slice);
-        let drifted: Vec<(Namespace, Vec<Problem>)> = slice
-            .into_iter()
-            .zip(found)
-            .inspect(|_| c.checked += 1)
-            .filter(|(_, p)| !p.is_empty())
-            .collect();
+        let started = Instant::now();
+        let mut drifted: Vec<(Namespace, Vec<Problem>)> = vec![];
+        let mut looked = 0;
+        while !c.names.is_empty() && looked < CHECK_SLICE && started.elapsed() < CHECK_SLICE_TIME {
+            let from = c.names.len().saturating_sub(CHECK_STEP);
+            let step: Vec<Namespace> = c
+                .names
+                .split_off(from)
+                .iter()
+                .rev()
+                .filter(|n| !c.touched.contains(*n))
+                .filter_map(|n| self.live.get(n).map(|b| Namespace::clone(b)))
+                .collect();
+            looked += step.len();
+            if step.is_empty() {
+                continue;
+            }
+            let found = self.driver.check(&step, std::mem::take(&mut c.fresh));
+            c.checked += step.len();
+            drifted.extend(step.into_iter().zip(found).filter(|(_, p)| !p.is_empty()));
+        }
         for p in drifted.iter().flat_map(|(_, p)| p) {
             self.metrics
                 .drift_total
                 .with_label_values(&[p.as_str()])
                 .inc();
         }
-        let after = if c.repair {
+        let after = if c.repair && !drifted.is_empty() {
+            // The look after the repair dumps the host again: newer than every change so far.
+            c.touched.clear();
             self.repair(&drifted)
         } else {
             drifted.iter().map(|(_, p)| p.clone()).collect()
@@ -145,7 +171,7 @@ impl<D: Driver> Executor<D> {
                 again.push(ns.clone());
             }
         }
-        let mut left = self.driver.check(&again).into_iter();
+        let mut left = self.driver.check(&again, true).into_iter();
         let mut again = again.iter();
         drifted
             .iter()

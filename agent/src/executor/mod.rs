@@ -662,6 +662,7 @@ impl<D: Driver> Executor<D> {
         let mut removed = vec![];
         let mut answers = Vec::with_capacity(planned.len());
         for ((p, nl), nf) in planned.into_iter().zip(netlink).zip(nft) {
+            self.checks.touched(&p.ns.name);
             let r = match p.change {
                 Change::Create => self.settle_create(p.ns, nl, nf),
                 Change::Claim(w) => self.settle_claim(*w, p.ns, nl, nf),
