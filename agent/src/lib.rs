@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod cni;
 pub mod config;
 pub mod driver;
 pub mod events;

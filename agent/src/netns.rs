@@ -10,7 +10,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::stat::Mode;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +21,9 @@ pub enum NetnsError {
     Sys { what: String, err: nix::Error },
     #[error("netlink socket in the new namespace: {0}")]
     Socket(#[from] NetlinkError),
+    /// A path a client gave that the agent will not wire (not a network namespace, or its own).
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> NetnsError {
@@ -192,6 +195,35 @@ impl NetnsDir {
         made.inspect_err(|_| self.remove_path(&path))
     }
 
+    /// A network namespace someone else made, named by `path` (`/proc/PID/ns/net`, a file a
+    /// runtime bind-mounted): an fd for placing links into it and a socket inside it. Refused
+    /// unless the file is a network namespace, and never the agent's own.
+    pub fn open_foreign(&self, path: &Path) -> Result<NewNetns, NetnsError> {
+        let refuse =
+            |why: &str| NetnsError::Refused(format!("netns_path {}: {why}", path.display()));
+        let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| refuse(&format!("cannot open it ({e})")))?;
+        let nsfs = nix::sys::statfs::fstatfs(&fd)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC);
+        // NS_GET_NSTYPE (linux/nsfs.h): which kind of namespace an nsfs file is.
+        const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+        // SAFETY: an ioctl without arguments on an fd we own.
+        let kind = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+        if !nsfs || kind != libc::CLONE_NEWNET {
+            return Err(refuse("not a network namespace"));
+        }
+        let id = |f: &OwnedFd| nix::sys::stat::fstat(f).map(|s| (s.st_dev, s.st_ino));
+        if id(&fd).ok() == id(&self.host).ok() {
+            return Err(refuse("the agent's own network namespace"));
+        }
+        let rtnl = self.away(|| {
+            setns(&fd, CloneFlags::CLONE_NEWNET)
+                .map_err(sys(format!("setns {}", path.display())))?;
+            Ok(Rtnl::open_small()?)
+        })?;
+        Ok(NewNetns { fd, rtnl })
+    }
+
     /// Runs `f`, which may switch the calling thread into another network namespace, then
     /// brings the thread back to the host namespace. If it cannot come back, every later step
     /// would act in the wrong namespace: aborting is the only safe answer.
@@ -238,8 +270,7 @@ impl NetnsDir {
     /// Names in the directory, with whether each is a mounted network namespace.
     /// Whether `name`'s file is there and a network namespace (nsfs).
     pub fn is_namespace(&self, name: &str) -> bool {
-        nix::sys::statfs::statfs(&self.path(name))
-            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+        is_namespace_file(&self.path(name))
     }
 
     pub fn list(&self) -> std::io::Result<Vec<(String, bool)>> {
@@ -263,8 +294,17 @@ impl NetnsDir {
         name: &str,
         f: impl FnOnce(&mut Rtnl) -> Result<T, NetlinkError>,
     ) -> Result<T, NetnsError> {
-        let path = self.path(name);
-        let file = std::fs::File::open(&path).map_err(|e| NetnsError::Sys {
+        self.inspect_path(&self.path(name), f)
+    }
+
+    /// [`NetnsDir::inspect`] of the namespace at any path (an attached one's).
+    pub fn inspect_path<T>(
+        &self,
+        path: &Path,
+        f: impl FnOnce(&mut Rtnl) -> Result<T, NetlinkError>,
+    ) -> Result<T, NetnsError> {
+        let name = path.display();
+        let file = std::fs::File::open(path).map_err(|e| NetnsError::Sys {
             what: format!("open {}", path.display()),
             err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         })?;
@@ -308,6 +348,12 @@ impl NetnsDir {
             }
         });
     }
+}
+
+/// Whether `path` is a namespace file (nsfs).
+pub fn is_namespace_file(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
 }
 
 /// Most threads [`NetnsDir::remove_all`] unmounts on.

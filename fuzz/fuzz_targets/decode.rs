@@ -29,6 +29,11 @@ fuzz_target!(|data: &[u8]| {
             Request::Delete { name } | Request::Get { name } => {
                 assert!(!name.contains('/') && name != ".." && !name.is_empty());
             }
+            Request::Attach { spec, netns_path } => {
+                assert!(nsagent::model::validate_name(&spec.name).is_ok());
+                assert!(netns_path.is_absolute());
+                assert!(spec.conf.validate().is_ok());
+            }
             Request::List { selector } | Request::Watch { selector } => {
                 assert!(nsagent::model::labels::validate(selector).is_ok());
             }

@@ -3,6 +3,7 @@
 
 mod check;
 pub mod cli;
+mod cni;
 mod conf;
 mod harness;
 mod hostile;

@@ -27,7 +27,7 @@ pub struct Target {
     #[arg(
         long,
         env = "NSAGENT_SOCKET",
-        default_value = "/run/nsagent/nsagent.sock",
+        default_value = crate::config::DEFAULT_SOCKET,
         value_name = "PATH"
     )]
     pub socket: PathBuf,
@@ -520,7 +520,10 @@ pub fn del(a: DelArgs) -> Result<(), CliError> {
 
 /// Exit 0 when the kernel matches (or, with --repair, was made to match), 1 otherwise.
 pub fn check(a: CheckArgs) -> Result<(), CliError> {
-    let report = Client::connect(&a.opts.target.socket)?.call(&Check { repair: a.repair })?;
+    let report = Client::connect(&a.opts.target.socket)?.call(&Check {
+        repair: a.repair,
+        name: None,
+    })?;
     let unrepaired = report.drift.iter().any(|d| !d.repaired);
     if a.opts.json {
         print_json(&report)?;

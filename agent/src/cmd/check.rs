@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub struct Check {
     #[serde(default)]
     pub repair: bool,
+    /// Only this namespace (default: every one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// What a check found: `clean` when nothing differed.
@@ -35,8 +38,12 @@ impl Op for Check {
     const NAME: &'static str = "check";
     type Output = CheckReport;
     fn validate(self, _: Limits) -> Result<Request, ApiError> {
+        if let Some(n) = &self.name {
+            crate::model::validate_name(n)?;
+        }
         Ok(Request::Check {
             repair: self.repair,
+            name: self.name,
         })
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! Requests are `{"op": <Op::NAME>, …fields}`; [`OPS`] is the one list of them.
 
+mod attach;
 mod check;
 mod create;
 mod delete;
@@ -15,6 +16,7 @@ mod status;
 mod update;
 mod watch;
 
+pub use attach::{Attach, Detach};
 pub use check::{Check, CheckReport, Drift};
 pub use create::{sorted, Create, DEFAULT_NS_IFNAME};
 pub use delete::{Delete, Deleted};
@@ -66,6 +68,15 @@ pub enum Request {
     },
     Check {
         repair: bool,
+        name: Option<String>,
+    },
+    /// A create in a namespace that exists already (its file at `netns_path`).
+    Attach {
+        spec: NamespaceSpec,
+        netns_path: std::path::PathBuf,
+    },
+    Detach {
+        name: String,
     },
 }
 
@@ -81,8 +92,8 @@ impl Request {
     /// The namespace a request changes, if it changes one.
     pub fn writes(&self) -> Option<&str> {
         match self {
-            Request::Create(spec) => Some(&spec.name),
-            Request::Delete { name } => Some(name),
+            Request::Create(spec) | Request::Attach { spec, .. } => Some(&spec.name),
+            Request::Delete { name } | Request::Detach { name } => Some(name),
             Request::Update { name, .. } => Some(name),
             _ => None,
         }
@@ -120,7 +131,7 @@ impl Serialize for Encoded {
 
 /// Every op: its name and how its fields are decoded and validated.
 type Decoder = fn(Map<String, Value>, Limits) -> Result<Request, ApiError>;
-pub const OPS: [(&str, Decoder); 9] = [
+pub const OPS: [(&str, Decoder); 11] = [
     (Ping::NAME, decode::<Ping>),
     (Create::NAME, decode::<Create>),
     (Delete::NAME, decode::<Delete>),
@@ -130,6 +141,8 @@ pub const OPS: [(&str, Decoder); 9] = [
     (Update::NAME, decode::<Update>),
     (Watch::NAME, decode::<Watch>),
     (Check::NAME, decode::<Check>),
+    (Attach::NAME, attach::decode),
+    (Detach::NAME, decode::<Detach>),
 ];
 
 fn decode<O: Op>(fields: Map<String, Value>, limits: Limits) -> Result<Request, ApiError> {

@@ -39,7 +39,7 @@ pub struct RunArgs {
     #[arg(
         long,
         env = "NSAGENT_SOCKET",
-        default_value = "/run/nsagent/nsagent.sock"
+        default_value = DEFAULT_SOCKET
     )]
     pub socket: PathBuf,
     /// Directory of named network namespaces (as `ip netns` uses).
@@ -108,6 +108,9 @@ pub struct RunArgs {
     #[arg(long, env = "NSAGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
+
+/// Where the agent listens unless told otherwise (`--socket`).
+pub const DEFAULT_SOCKET: &str = "/run/nsagent/nsagent.sock";
 
 /// Most namespaces `--warm` may keep built: each holds ~0.3 MB of kernel memory
 /// (docs/kernel.md#past-5000-alive) and a subnet of the pool.

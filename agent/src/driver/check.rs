@@ -64,13 +64,22 @@ impl KernelDriver {
         Ok(out)
     }
 
+    /// Where the namespace's file is: ours, or the one it was attached by.
+    fn netns_path_of(&self, ns: &Namespace) -> std::path::PathBuf {
+        match ns.attached {
+            true => std::path::PathBuf::from(&ns.netns_path),
+            false => self.netns.path(&ns.name),
+        }
+    }
+
     fn check_one(&mut self, ns: &Namespace, host: &Host, dual: &HostRoutes6) -> Vec<Problem> {
         let mut p = vec![];
         let idx = ns.host_ifindex;
-        if !self.netns.is_namespace(&ns.name) {
+        let path = self.netns_path_of(ns);
+        if !crate::netns::is_namespace_file(&path) {
             return vec![Problem::NetnsMissing];
         }
-        let seen = match self.netns.inspect(&ns.name, |r| inside(r, dual)) {
+        let seen = match self.netns.inspect_path(&path, |r| inside(r, dual)) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(name = %ns.name, error = %e, "check: cannot look inside");
@@ -162,9 +171,10 @@ impl KernelDriver {
         }
         let steps = requests::inside(ns, self.ipv6);
         let metrics = self.metrics.clone();
-        let results = self.netns.inspect(&ns.name, |rtnl| {
-            Ok(super::kernel::send(&metrics, rtnl, steps))
-        })?;
+        let path = self.netns_path_of(ns);
+        let results = self
+            .netns
+            .inspect_path(&path, |rtnl| Ok(super::kernel::send(&metrics, rtnl, steps)))?;
         for r in results {
             fine(r)?;
         }

@@ -3,7 +3,7 @@
 
 use super::conntrack::Conntrack;
 use super::requests::{self, Ipv6Links, Step};
-use super::{Conns, CreateFailure, Driver, DriverError, EtcNetns, Gone, LabelStore};
+use super::{Attachment, Conns, CreateFailure, Driver, DriverError, EtcNetns, FileStore, Gone};
 use crate::model::{is_warm_name, Namespace, Problem, PEER_IFINDEX};
 use crate::netlink::{LinkEvent, LinkEvents, NetlinkError, Request, Rtnl};
 use crate::netns::{Graveyard, NetnsDir, NewNetns};
@@ -19,7 +19,9 @@ pub struct KernelDriver {
     pub(super) warm: Option<NetnsDir>,
     conntrack: Conntrack,
     pub(super) etc: EtcNetns,
-    pub(super) labels: LabelStore,
+    pub(super) labels: FileStore,
+    /// What each attachment wired (driver::files).
+    pub(super) attached: FileStore,
     pub(super) host: Rtnl,
     pub(super) events: LinkEvents,
     pub(super) nft: NftSocket,
@@ -37,7 +39,12 @@ pub struct KernelDriver {
     pub(super) checked_host: Option<super::check::Host>,
 }
 
-type OrphanDump = std::thread::JoinHandle<Result<Vec<crate::netlink::LinkInfo>, NetlinkError>>;
+/// Start-up's one dump of the host's links, for what no netns file leads to: it waits for the
+/// agent's first idle second, then runs on a thread of its own.
+pub(super) enum OrphanDump {
+    Pending,
+    Running(std::thread::JoinHandle<Result<Vec<crate::netlink::LinkInfo>, NetlinkError>>),
+}
 
 /// The host's ids for new namespaces, handed out downwards from the top of the id space: the
 /// newest namespace has the lowest id, and the kernel's id look-ups (a walk in id order that
@@ -193,12 +200,16 @@ impl KernelDriver {
             step: "dump namespace ids",
             source,
         })?);
-        let labels = LabelStore::open(crate::model::beside_netns_dir(netns.dir(), "labels"))
-            .map_err(DriverError::Labels)?;
+        let store = |what| {
+            FileStore::open(crate::model::beside_netns_dir(netns.dir(), what))
+                .map_err(DriverError::Labels)
+        };
+        let (labels, attached) = (store("labels")?, store("attached")?);
         Ok(KernelDriver {
             conntrack: Conntrack::open().map_err(open)?,
             etc,
             labels,
+            attached,
             host,
             events,
             nft: NftSocket::open()?,
@@ -270,7 +281,7 @@ impl KernelDriver {
         }
         if old.conf.labels != new.conf.labels {
             self.labels
-                .write(&new.name, &new.conf.labels)
+                .set_labels(&new.name, &new.conf.labels)
                 .map_err(DriverError::Labels)?;
         }
         Ok(())
@@ -338,7 +349,7 @@ impl KernelDriver {
                     continue;
                 }
             }
-            if let Err(e) = self.labels.write(&ns.name, &ns.conf.labels) {
+            if let Err(e) = self.labels.set_labels(&ns.name, &ns.conf.labels) {
                 out[i] = fail(DriverError::Labels(e), true);
                 continue;
             }
@@ -369,10 +380,25 @@ impl KernelDriver {
         }
     }
 
+    /// Removes every file the agent keeps for a namespace: resolv.conf, labels, attachment.
+    pub(super) fn forget_files(&self, name: &str) {
+        self.etc.remove(name);
+        self.forget_labels(name);
+        if let Err(e) = self.attached.remove(name) {
+            tracing::warn!(name, error = %e, "remove attachment");
+        }
+    }
+
     /// Makes each namespace's netns and builds its host requests.
     fn start<'a>(&self, ns: &'a Namespace) -> Building<'a> {
-        let made = dir_of(&self.netns, &self.warm, &ns.name)
-            .and_then(|d| d.create(&ns.name).map_err(DriverError::from));
+        let made = if ns.attached {
+            self.netns
+                .open_foreign(std::path::Path::new(&ns.netns_path))
+                .map_err(DriverError::from)
+        } else {
+            dir_of(&self.netns, &self.warm, &ns.name)
+                .and_then(|d| d.create(&ns.name).map_err(DriverError::from))
+        };
         match made {
             Ok(made) => Building {
                 host: requests::host(ns, &made, self.ipv6),
@@ -398,8 +424,10 @@ impl KernelDriver {
         let Some(nsids) = self.nsids.as_mut() else {
             return;
         };
+        // An attached namespace may have an id already; the kernel keeps it.
         let reqs: Vec<Request> = all
             .iter()
+            .filter(|b| !b.ns.attached)
             .filter_map(|b| b.netns.as_ref())
             .map(|made| requests::nsid(made, nsids.take()))
             .collect();
@@ -458,8 +486,24 @@ impl KernelDriver {
                 return;
             }
         }
-        if let Err(e) = self.labels.write(&b.ns.name, &b.ns.conf.labels) {
+        if let Err(e) = self.labels.set_labels(&b.ns.name, &b.ns.conf.labels) {
             b.fail(DriverError::Labels(e), true);
+            return;
+        }
+        if let (true, Some(made)) = (b.ns.attached, &b.netns) {
+            let record = nix::sys::stat::fstat(&made.fd)
+                .map_err(std::io::Error::from)
+                .and_then(|st| {
+                    let at = Attachment {
+                        netns_path: b.ns.netns_path.clone(),
+                        dev: st.st_dev,
+                        ino: st.st_ino,
+                    };
+                    self.attached.write(&b.ns.name, &at)
+                });
+            if let Err(e) = record {
+                b.fail(DriverError::Labels(e), true);
+            }
         }
     }
 
@@ -468,12 +512,21 @@ impl KernelDriver {
     fn finish(&mut self, b: Building) -> Result<(), CreateFailure> {
         if let Some(made) = b.netns {
             drop(made);
-            if b.outcome.is_err() {
-                if let Ok(dir) = dir_of(&self.netns, &self.warm, &b.ns.name) {
-                    dir.remove(&b.ns.name);
+            match &b.outcome {
+                Ok(()) => {}
+                Err(f) if b.ns.attached => {
+                    // Not our namespace: only the veth pair we put in goes.
+                    if f.link_created {
+                        super::Driver::delete_link(self, b.ns.host_ifindex);
+                    }
+                    self.forget_files(&b.ns.name);
                 }
-                self.etc.remove(&b.ns.name);
-                self.forget_labels(&b.ns.name);
+                Err(_) => {
+                    if let Ok(dir) = dir_of(&self.netns, &self.warm, &b.ns.name) {
+                        dir.remove(&b.ns.name);
+                    }
+                    self.forget_files(&b.ns.name);
+                }
             }
         }
         b.outcome
@@ -518,7 +571,21 @@ impl Driver for KernelDriver {
             }
         }
         let (mut clients, mut warm) = (vec![], vec![]);
-        for ns in nss {
+        // An attached namespace is not ours to end: its veth pair goes, it stays.
+        let detach: Vec<Step> = nss
+            .iter()
+            .filter(|ns| ns.attached)
+            .map(|ns| (requests::delete_link(ns.host_ifindex), "delete veth pair"))
+            .collect();
+        for r in send(&self.metrics, &mut self.host, detach) {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "detach");
+            }
+        }
+        for ns in nss.iter().filter(|ns| ns.attached) {
+            self.forget_files(&ns.name);
+        }
+        for ns in nss.iter().filter(|ns| !ns.attached) {
             let Ok(dir) = dir_of(&self.netns, &self.warm, &ns.name) else {
                 continue;
             };
@@ -536,8 +603,7 @@ impl Driver for KernelDriver {
             w.remove_all(&warm);
         }
         for name in clients {
-            self.etc.remove(name);
-            self.forget_labels(name);
+            self.forget_files(name);
         }
     }
 
@@ -558,8 +624,8 @@ impl Driver for KernelDriver {
         out
     }
 
-    fn sweep_orphans(&mut self, ours: &dyn Fn(&str, u32) -> bool) -> Vec<String> {
-        self.sweep(ours)
+    fn sweep_orphans(&mut self, ours: &dyn Fn(&str, u32) -> bool, idle: bool) -> Vec<String> {
+        self.sweep(ours, idle)
     }
 
     fn release_removed(&mut self) -> usize {

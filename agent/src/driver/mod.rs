@@ -10,8 +10,8 @@ mod check;
 mod conntrack;
 mod etc;
 mod fake;
+mod files;
 mod kernel;
-mod labels;
 mod recover;
 mod requests;
 mod tc;
@@ -20,8 +20,8 @@ pub use crate::netlink::NetlinkError;
 pub use crate::netns::{NetnsDir, NetnsError};
 pub use etc::EtcNetns;
 pub use fake::Fake;
+pub use files::{Attachment, FileStore};
 pub use kernel::KernelDriver;
-pub use labels::LabelStore;
 pub use recover::Recovery;
 
 use crate::model::{Namespace, PortForward, Problem};
@@ -73,6 +73,7 @@ impl DriverError {
                 ..
             } if *errno == libc::EEXIST => ErrorCode::Exists,
             DriverError::Netns(NetnsError::Exists(_)) => ErrorCode::Exists,
+            DriverError::Netns(NetnsError::Refused(_)) => ErrorCode::BadRequest,
             DriverError::Bug(_) => ErrorCode::Internal,
             _ => ErrorCode::Kernel,
         }
@@ -118,8 +119,9 @@ pub trait Driver {
     fn remove(&mut self, nss: &[Namespace]);
     /// Removes links of ours that start-up recovery found only in its background dump and that
     /// are no live or dying namespace's (`ours(name, host ifindex)`); returns their names.
-    /// Cheap to call often: nothing happens until that dump is in, and only once.
-    fn sweep_orphans(&mut self, _ours: &dyn Fn(&str, u32) -> bool) -> Vec<String> {
+    /// Cheap to call often: the dump starts once the executor is `idle`, and nothing happens
+    /// until it is in, and only once.
+    fn sweep_orphans(&mut self, _ours: &dyn Fn(&str, u32) -> bool, _idle: bool) -> Vec<String> {
         vec![]
     }
     /// Lets every removed namespace the driver holds die now; returns how many.

@@ -6,7 +6,8 @@
 //!
 //! What is ours is told by the ownership marks ([`Mark`]) on host veths and on `lo` inside.
 
-use super::{elems, DriverError, KernelDriver};
+use super::kernel::OrphanDump;
+use super::{elems, Attachment, DriverError, KernelDriver};
 use crate::model::{
     self, Bandwidth, Conf, Dirs, Mark, Namespace, PortForward, Proto, Subnet, Subnet6, LO_IFINDEX,
     PEER_IFINDEX, V6,
@@ -14,6 +15,15 @@ use crate::model::{
 use crate::netlink::{LinkInfo, NetlinkError, Rtnl};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+/// The host's dumps recovery reads each namespace's state from.
+#[derive(Clone, Copy)]
+struct HostState<'a> {
+    addrs: &'a HashMap<u32, Vec<(Ipv4Addr, u8)>>,
+    routes6: &'a HostRoutes6,
+    rates: &'a HashMap<u32, u64>,
+}
 
 /// What start-up recovery found.
 #[derive(Debug, Default)]
@@ -53,6 +63,54 @@ impl KernelDriver {
         let tx = nft::Transaction::replace_table(spec, &all)?;
         self.nft.run_all_or_nothing(tx)?;
         Ok(found)
+    }
+
+    /// The namespace that `host` (marked `mark`) and what is inside make, if they make a whole
+    /// one; its configuration read back from the kernel and the agent's files.
+    #[allow(clippy::too_many_arguments)]
+    fn rebuild(
+        &self,
+        name: &str,
+        mark: &Mark,
+        host: &LinkInfo,
+        inside: &Inside,
+        h: HostState<'_>,
+        maps: &mut Maps,
+        dirs: &Dirs,
+    ) -> Option<Namespace> {
+        let (addrs, routes6, host_rates) = (h.addrs, h.routes6, h.rates);
+        let host_addr = addrs.get(&host.index).and_then(|v| v.first().copied());
+        let host_route6 = routes6.get(&host.index).and_then(|v| v.first().copied());
+        let peer = inside.peer.as_ref();
+        let address = peer.and_then(|p| p.addr).map(|a| IpAddr::from(a.0));
+        let address6 = peer.and_then(|p| p.addr6).map(|a| IpAddr::from(a.0));
+        let (mut ports, egress) = address.map(|a| maps.take(a)).unwrap_or_default();
+        let (ports6, egress6) = address6.map(|a| maps.take(a)).unwrap_or_default();
+        // A port on every address is in both families' maps.
+        for p in ports6 {
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        let ports = crate::cmd::sorted(ports);
+        let as4 = |a: Option<IpAddr>| match a {
+            Some(IpAddr::V4(a)) => Some(a),
+            _ => None,
+        };
+        let as6 = |a: Option<IpAddr>| match a {
+            Some(IpAddr::V6(a)) => Some(a),
+            _ => None,
+        };
+        let conf = Conf {
+            nat: mark.nat,
+            dns: self.etc.read(name),
+            bandwidth: bandwidth(host_rates.get(&host.index), inside.egress_bps),
+            ports,
+            egress_addr: as4(egress).filter(|_| mark.nat),
+            egress_addr6: as6(egress6).filter(|_| mark.nat),
+            labels: self.labels.labels(name),
+        };
+        whole(mark, host, (host_addr, host_route6), inside, dirs, conf)
     }
 
     /// Looks inside every netns file and, from inside, at its host veth: never at the host's
@@ -119,38 +177,12 @@ impl KernelDriver {
                 continue;
             };
             claimed.insert(host.index);
-            let host_addr = addrs.get(&host.index).and_then(|v| v.first().copied());
-            let host_route6 = routes6.get(&host.index).and_then(|v| v.first().copied());
-            let peer = inside.peer.as_ref();
-            let address = peer.and_then(|p| p.addr).map(|a| IpAddr::from(a.0));
-            let address6 = peer.and_then(|p| p.addr6).map(|a| IpAddr::from(a.0));
-            let (mut ports, egress) = address.map(|a| maps.take(a)).unwrap_or_default();
-            let (ports6, egress6) = address6.map(|a| maps.take(a)).unwrap_or_default();
-            // A port on every address is in both families' maps.
-            for p in ports6 {
-                if !ports.contains(&p) {
-                    ports.push(p);
-                }
-            }
-            let ports = crate::cmd::sorted(ports);
-            let as4 = |a: Option<IpAddr>| match a {
-                Some(IpAddr::V4(a)) => Some(a),
-                _ => None,
+            let host_state = HostState {
+                addrs: &addrs,
+                routes6: &routes6,
+                rates: &host_rates,
             };
-            let as6 = |a: Option<IpAddr>| match a {
-                Some(IpAddr::V6(a)) => Some(a),
-                _ => None,
-            };
-            let conf = Conf {
-                nat: mark.nat,
-                dns: self.etc.read(&name),
-                bandwidth: bandwidth(host_rates.get(&host.index), inside.egress_bps),
-                ports,
-                egress_addr: as4(egress).filter(|_| mark.nat),
-                egress_addr6: as6(egress6).filter(|_| mark.nat),
-                labels: self.labels.read(&name),
-            };
-            match whole(&mark, &host, (host_addr, host_route6), &inside, &dirs, conf) {
+            match self.rebuild(&name, &mark, &host, &inside, host_state, maps, &dirs) {
                 Some(ns) => {
                     tracing::info!(name, host_ifname = %ns.host_ifname, subnet = %ns.subnet, "adopted namespace");
                     out.adopted.push(ns);
@@ -159,6 +191,61 @@ impl KernelDriver {
                     tracing::info!(name, host_ifname = %host.name, "removing half-built namespace");
                     self.netns.remove(&name);
                     super::Driver::delete_link(self, host.index);
+                    out.removed.push(name);
+                }
+            }
+        }
+        // Attachments: adopted if their file still leads to the namespace attached and it
+        // still has its veth, whole; else what is left of them goes (the runtime may have
+        // destroyed the namespace while the agent was down).
+        for name in self.attached.names() {
+            let at = self.attached.read::<Attachment>(&name);
+            let same = at.as_ref().is_some_and(|at| {
+                nix::sys::stat::stat(Path::new(&at.netns_path))
+                    .is_ok_and(|st| st.st_dev == at.dev && st.st_ino == at.ino)
+            });
+            let seen = match (&at, same) {
+                (Some(at), true) => self
+                    .netns
+                    .inspect_path(Path::new(&at.netns_path), |r| inside(r, &routes6))
+                    .ok(),
+                _ => None,
+            };
+            let mut host_index = None;
+            let found = seen.and_then(|mut seen| {
+                if let (None, Some(index)) = (&seen.host, seen.host_index) {
+                    seen.host = self.host.link(index).ok().flatten();
+                }
+                let host = seen.host.clone()?;
+                let mark = host.alias.as_deref().and_then(Mark::parse)?;
+                if mark.name != name {
+                    return None;
+                }
+                host_index = Some(host.index);
+                claimed.insert(host.index);
+                let host_state = HostState {
+                    addrs: &addrs,
+                    routes6: &routes6,
+                    rates: &host_rates,
+                };
+                self.rebuild(&name, &mark, &host, &seen, host_state, maps, &dirs)
+            });
+            match (found, at) {
+                (Some(mut ns), Some(at)) => {
+                    ns.attached = true;
+                    ns.netns_path = at.netns_path;
+                    tracing::info!(name, netns_path = %ns.netns_path, "adopted attachment");
+                    out.adopted.push(ns);
+                }
+                _ => {
+                    tracing::info!(
+                        name,
+                        "removing an attachment whose namespace is gone or half-wired"
+                    );
+                    if let Some(index) = host_index {
+                        super::Driver::delete_link(self, index);
+                    }
+                    self.forget_files(&name);
                     out.removed.push(name);
                 }
             }
@@ -197,10 +284,9 @@ impl KernelDriver {
         }
         // Links deleted above die asynchronously; their events are not news.
         let _ = self.events.drain();
-        // After the loop, not beside it: the dump and the look-ups inside both need RTNL.
-        self.orphan_dump = Some(std::thread::spawn(|| {
-            Rtnl::open_background()?.links_unsettled()
-        }));
+        // Not now: the dump and the look-ups inside both need RTNL, and so do the commands of
+        // the first seconds after a restart (docs/kernel.md#the-host-veth-seen-from-inside).
+        self.orphan_dump = Some(OrphanDump::Pending);
         tracing::info!(
             namespaces = out.adopted.len(),
             took_ms = started.elapsed().as_millis() as u64,
@@ -285,11 +371,18 @@ impl KernelDriver {
     /// of a deleted namespace that a process inside kept alive, a veth whose namespace file
     /// someone removed while the agent was down). Each is asked for again before it goes, and
     /// kept if it is now a live or dying namespace's (`ours`).
-    pub(super) fn sweep(&mut self, ours: &dyn Fn(&str, u32) -> bool) -> Vec<String> {
-        if !self.orphan_dump.as_ref().is_some_and(|h| h.is_finished()) {
-            return vec![];
+    pub(super) fn sweep(&mut self, ours: &dyn Fn(&str, u32) -> bool, idle: bool) -> Vec<String> {
+        match &self.orphan_dump {
+            Some(OrphanDump::Pending) if idle => {
+                self.orphan_dump = Some(OrphanDump::Running(std::thread::spawn(|| {
+                    Rtnl::open_background()?.links_unsettled()
+                })));
+                return vec![];
+            }
+            Some(OrphanDump::Running(h)) if h.is_finished() => {}
+            _ => return vec![],
         }
-        let Some(handle) = self.orphan_dump.take() else {
+        let Some(OrphanDump::Running(handle)) = self.orphan_dump.take() else {
             return vec![];
         };
         let links = match handle.join() {
@@ -492,6 +585,7 @@ fn whole(
         v6,
         conf,
         mtu: (peer.mtu != 1500 && peer.mtu != 0).then_some(peer.mtu),
+        attached: false,
         host_ifindex: host.index,
     })
 }

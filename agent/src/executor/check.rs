@@ -42,7 +42,7 @@ pub(super) struct Checking {
 #[derive(Default)]
 pub(super) struct Checks {
     running: Option<Checking>,
-    waiting: VecDeque<(bool, oneshot::Sender<Reply>)>,
+    waiting: VecDeque<(bool, Option<String>, oneshot::Sender<Reply>)>,
     /// `None`: no periodic check.
     every: Option<Duration>,
     next: Option<Instant>,
@@ -61,8 +61,14 @@ impl Checks {
         self.running.is_some()
     }
 
-    pub(super) fn ask(&mut self, repair: bool, reply: oneshot::Sender<Reply>) {
-        self.waiting.push_back((repair, reply));
+    /// Queues a check of every namespace, or of `only` that one.
+    pub(super) fn ask(
+        &mut self,
+        repair: bool,
+        only: Option<String>,
+        reply: oneshot::Sender<Reply>,
+    ) {
+        self.waiting.push_back((repair, only, reply));
     }
 
     /// A command changed `name` while a check runs.
@@ -79,17 +85,20 @@ impl<D: Driver> Executor<D> {
         if self.checks.running() {
             return;
         }
-        let (repair, reply) = match self.checks.waiting.pop_front() {
-            Some((repair, reply)) => (repair, Some(reply)),
+        let (repair, only, reply) = match self.checks.waiting.pop_front() {
+            Some((repair, only, reply)) => (repair, only, Some(reply)),
             None => match (self.checks.next, self.checks.every) {
                 (Some(next), Some(every)) if Instant::now() >= next => {
                     self.checks.next = Some(Instant::now() + every);
-                    (true, None)
+                    (true, None, None)
                 }
                 _ => return,
             },
         };
-        let mut names: Vec<String> = self.live.keys().cloned().collect();
+        let mut names: Vec<String> = match only {
+            Some(n) => vec![n],
+            None => self.live.keys().cloned().collect(),
+        };
         // Descending: slices come off the end, in name order.
         names.sort_unstable_by(|a, b| b.cmp(a));
         self.checks.running = Some(Checking {

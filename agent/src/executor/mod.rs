@@ -99,6 +99,8 @@ pub struct Executor<D: Driver> {
     /// Watchers of what is committed (nobody, unless the server subscribes some).
     events: Events,
     checks: check::Checks,
+    /// The last wait for work timed out.
+    idle: bool,
 }
 
 /// A write that passed planning: what it will change, and whom to answer.
@@ -164,6 +166,7 @@ impl<D: Driver> Executor<D> {
             warm: Warm::new(limits.warm),
             events: Events::default(),
             checks: check::Checks::new(limits.check_every),
+            idle: false,
         };
         let pool = ex.held.pool();
         ex.metrics
@@ -322,8 +325,12 @@ impl<D: Driver> Executor<D> {
                 // the answers of the last batch get out before refill takes the CPU.
                 let quiet = warm::REFILL_QUIET.saturating_sub(last_batch.elapsed());
                 match rx.recv_timeout(quiet) {
-                    Ok(job) => batch.push_back(job),
+                    Ok(job) => {
+                        self.idle = false;
+                        batch.push_back(job)
+                    }
                     Err(RecvTimeoutError::Timeout) => {
+                        self.idle = true;
                         if self
                             .driver
                             .removed_held()
@@ -347,8 +354,12 @@ impl<D: Driver> Executor<D> {
                     WAITING_POLL
                 };
                 match rx.recv_timeout(wait) {
-                    Ok(job) => batch.push_back(job),
+                    Ok(job) => {
+                        self.idle = false;
+                        batch.push_back(job)
+                    }
                     Err(RecvTimeoutError::Timeout) => {
+                        self.idle = true;
                         self.release_removed("idle");
                         continue;
                     }
@@ -434,7 +445,7 @@ impl<D: Driver> Executor<D> {
                 _ => {}
             }
             let Some(job) = batch.pop_front() else { break };
-            if let Request::Create(spec) = &job.request {
+            if let Request::Create(spec) | Request::Attach { spec, .. } = &job.request {
                 if !self.deferred.contains_key(&spec.name) {
                     self.make_room(spec);
                 }
@@ -445,7 +456,8 @@ impl<D: Driver> Executor<D> {
                 .request
                 .names()
                 .is_some_and(|n| self.deferred.contains_key(n))
-                || matches!(&job.request, Request::Create(s) if self.held.name_is_dying(&s.name));
+                || matches!(&job.request, Request::Create(s) | Request::Attach { spec: s, .. }
+                    if self.held.name_is_dying(&s.name));
             if let (true, Some(n)) = (waits, job.request.names()) {
                 self.deferred
                     .entry(n.to_string())
@@ -491,7 +503,7 @@ impl<D: Driver> Executor<D> {
                 }
                 None => answer(job.reply, Err(not_found(&name))),
             },
-            Request::Check { repair } => self.checks.ask(repair, job.reply),
+            Request::Check { repair, name } => self.checks.ask(repair, name, job.reply),
             Request::Watch { .. } => answer(
                 job.reply,
                 Err(ApiError::new(
@@ -510,7 +522,37 @@ impl<D: Driver> Executor<D> {
                 }
                 Err(e) => answer(job.reply, Err(e)),
             },
-            Request::Create(spec) => match self.plan_create(&spec) {
+            Request::Attach { spec, netns_path } => match self.plan_create(&spec, false) {
+                Ok((mut ns, _)) => {
+                    ns.attached = true;
+                    ns.netns_path = netns_path.to_string_lossy().into_owned();
+                    self.held.hold(&ns);
+                    return Some(Planned {
+                        change: Change::Create,
+                        ns,
+                        reply: job.reply,
+                    });
+                }
+                Err(e) => answer(job.reply, Err(e)),
+            },
+            Request::Detach { name } => match self.live.get(&name) {
+                Some(ns) if ns.attached => {
+                    return Some(Planned {
+                        change: Change::Delete,
+                        ns: Namespace::clone(ns),
+                        reply: job.reply,
+                    })
+                }
+                Some(_) => answer(
+                    job.reply,
+                    Err(ApiError::new(
+                        ErrorCode::BadRequest,
+                        format!("namespace {name} was created, not attached: delete it"),
+                    )),
+                ),
+                None => answer(job.reply, Err(not_found(&name))),
+            },
+            Request::Create(spec) => match self.plan_create(&spec, true) {
                 Ok((ns, warm)) => {
                     let change = match warm {
                         // The warm one holds the subnets and the host interface already.
@@ -535,10 +577,12 @@ impl<D: Driver> Executor<D> {
         None
     }
 
-    /// The namespace a create makes, and the warm one it is made from, if any.
+    /// The namespace a create makes, and the warm one it is made from, if any (`warm`: it may
+    /// be; an attach makes no namespace, so it never is).
     fn plan_create(
         &mut self,
         spec: &NamespaceSpec,
+        warm: bool,
     ) -> Result<(Namespace, Option<Namespace>), ApiError> {
         if self.live.contains_key(&spec.name) {
             return Err(ApiError::new(
@@ -556,7 +600,7 @@ impl<D: Driver> Executor<D> {
         }
         let dual = spec.subnet6.is_some() || (spec.ipv6 && self.held.pool6().is_some());
         self.check_host_side(&spec.name, &spec.conf, dual)?;
-        if self.warm.target > 0 {
+        if warm && self.warm.target > 0 {
             let claims = |result| self.metrics.warm_claims_total.with_label_values(&[result]);
             if Warm::serves(spec, self.held.pool6().is_some()) {
                 if let Some(w) = self.warm.take() {
@@ -976,12 +1020,14 @@ impl<D: Driver> Executor<D> {
         }
     }
 
-    /// What start-up recovery left to its background link dump, once that is in.
+    /// What start-up recovery left to its background link dump, once that is in (it starts
+    /// once the executor has waited for work in vain).
     fn sweep_orphans(&mut self) {
         let (live, held) = (&self.live, &self.held);
-        let removed = self.driver.sweep_orphans(&|name, ifindex| {
+        let ours = |name: &str, ifindex| {
             live.get(name).is_some_and(|n| n.host_ifindex == ifindex) || held.is_dying(ifindex)
-        });
+        };
+        let removed = self.driver.sweep_orphans(&ours, self.idle);
         if !removed.is_empty() {
             self.metrics
                 .recovery_total

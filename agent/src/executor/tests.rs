@@ -564,7 +564,13 @@ fn a_check_reports_drift_in_slices_and_a_repair_puts_it_right() {
     ex.driver.fail_netlink.insert("n200".into());
     let mut watcher = events.subscribe(Default::default());
 
-    let mut rx = run(&mut ex, vec![Request::Check { repair: false }]);
+    let mut rx = run(
+        &mut ex,
+        vec![Request::Check {
+            repair: false,
+            name: None,
+        }],
+    );
     assert_eq!(
         code(&mut rx[0]),
         "unanswered",
@@ -610,7 +616,13 @@ fn a_check_reports_drift_in_slices_and_a_repair_puts_it_right() {
     assert_eq!(ex.driver.drift.len(), 2, "a check alone changes nothing");
 
     while watcher.rx.try_recv().is_ok() {} // the update's event
-    let mut rx = run(&mut ex, vec![Request::Check { repair: true }]);
+    let mut rx = run(
+        &mut ex,
+        vec![Request::Check {
+            repair: true,
+            name: None,
+        }],
+    );
     finish_checks(&mut ex);
     let r = report(&mut rx[0]);
     let repaired: Vec<(String, bool)> = r
@@ -649,7 +661,13 @@ fn a_gone_namespace_found_by_a_repairing_check_is_let_go() {
     ex.driver
         .drift
         .insert("a".into(), vec![Problem::NetnsMissing]);
-    let mut rx = run(&mut ex, vec![Request::Check { repair: true }]);
+    let mut rx = run(
+        &mut ex,
+        vec![Request::Check {
+            repair: true,
+            name: None,
+        }],
+    );
     finish_checks(&mut ex);
     let r = report(&mut rx[0]);
     assert_eq!(r.drift.len(), 1);

@@ -242,6 +242,10 @@ pub struct Namespace {
     pub resolv_conf: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// Wired into a namespace someone else made (`attach`): `netns_path` is theirs, and the
+    /// agent never deletes that namespace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attached: bool,
     /// The host veth's ifindex: the agent's own bookkeeping, not part of the protocol (0 in a
     /// namespace decoded from an answer).
     #[serde(skip)]
@@ -271,6 +275,7 @@ impl Namespace {
             v6: subnet6.map(V6::of),
             conf: spec.conf.clone(),
             mtu: spec.mtu,
+            attached: false,
             host_ifindex: host_ifindex(subnet),
         }
     }
