@@ -10,6 +10,7 @@ mod hostile;
 mod ipv6;
 mod metrics;
 mod ops;
+mod podman;
 mod ports;
 mod recovery;
 mod warm;
