@@ -34,9 +34,71 @@ pub struct KernelDriver {
     graveyard: Option<Graveyard>,
     /// The host's link dump started by recovery, for [`Driver::sweep_orphans`].
     pub(super) orphan_dump: Option<OrphanDump>,
+    /// Deletes detached veth pairs in the background (started at the first detach).
+    unlinker: Option<Unlinker>,
     /// The host's state as the last fresh [`Driver::check`] dumped it (what a repair adds
     /// back is what was not there).
     pub(super) checked_host: Option<super::check::Host>,
+}
+
+/// Deletes links on a thread of its own: an `RTM_DELLINK` returns only after the kernel waited
+/// for RCU (~35 ms a detach here), and a detach need not wait for that. Without the thread (it
+/// could not be started), the executor deletes them itself.
+struct Unlinker {
+    tx: Option<std::sync::mpsc::Sender<Vec<u32>>>,
+}
+
+impl Unlinker {
+    fn start() -> Unlinker {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u32>>();
+        let spawned = std::thread::Builder::new()
+            .name("unlink".into())
+            .spawn(move || {
+                let mut rtnl = match Rtnl::open() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "unlink thread: no netlink socket");
+                        return;
+                    }
+                };
+                while let Ok(mut batch) = rx.recv() {
+                    batch.extend(rx.try_iter().flatten());
+                    let reqs = batch.iter().map(|i| requests::delete_link(*i)).collect();
+                    for (i, r) in batch.iter().zip(rtnl.pipeline(reqs)) {
+                        if let Err(e) = r {
+                            tracing::warn!(ifindex = i, error = %e, "delete a detached veth pair");
+                        }
+                    }
+                }
+            });
+        Unlinker {
+            tx: spawned.is_ok().then_some(tx),
+        }
+    }
+
+    fn delete(&mut self, ifindexes: Vec<u32>) {
+        let Some(tx) = &self.tx else {
+            return Self::now(ifindexes);
+        };
+        if let Err(e) = tx.send(ifindexes) {
+            self.tx = None;
+            Self::now(e.0);
+        }
+    }
+
+    fn now(ifindexes: Vec<u32>) {
+        let reqs = ifindexes
+            .iter()
+            .map(|i| requests::delete_link(*i))
+            .collect();
+        if let Ok(mut rtnl) = Rtnl::open() {
+            for r in rtnl.pipeline(reqs) {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "delete a detached veth pair");
+                }
+            }
+        }
+    }
 }
 
 /// Start-up's one dump of the host's links, for what no netns file leads to: it waits for the
@@ -226,6 +288,7 @@ impl KernelDriver {
             netns,
             orphan_dump: None,
             checked_host: None,
+            unlinker: None,
         })
     }
 
@@ -571,16 +634,17 @@ impl Driver for KernelDriver {
             }
         }
         let (mut clients, mut warm) = (vec![], vec![]);
-        // An attached namespace is not ours to end: its veth pair goes, it stays.
-        let detach: Vec<Step> = nss
+        // An attached namespace is not ours to end: its veth pair goes, it stays. The
+        // executor waits for the link to be gone before it reuses its name or subnet.
+        let detach: Vec<u32> = nss
             .iter()
             .filter(|ns| ns.attached)
-            .map(|ns| (requests::delete_link(ns.host_ifindex), "delete veth pair"))
+            .map(|ns| ns.host_ifindex)
             .collect();
-        for r in send(&self.metrics, &mut self.host, detach) {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "detach");
-            }
+        if !detach.is_empty() {
+            self.unlinker
+                .get_or_insert_with(Unlinker::start)
+                .delete(detach);
         }
         for ns in nss.iter().filter(|ns| ns.attached) {
             self.forget_files(&ns.name);
