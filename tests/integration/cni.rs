@@ -70,10 +70,21 @@ fn attach_wires_a_foreign_namespace_and_detach_leaves_it_to_its_owner() {
     assert_eq!(listed["c1"]["labels"], json!({"team":"ci"}));
     assert_eq!(listed["c1"]["netns_path"], json!(path));
 
-    // Detach: the veth pair goes, the runtime's namespace stays.
+    // Detach: the veth pair goes, the runtime's namespace stays, and the connections of its
+    // address are forgotten (after the answer, before the address can be reused).
+    let tracked = |sb: &Sandbox| {
+        let (_, out) = sb.sh_status(&format!("conntrack -L -s {addr} 2>/dev/null"));
+        out.lines().filter(|l| l.contains(&addr)).count()
+    };
+    assert!(tracked(&sb) > 0, "the NAT check left an entry");
     let mut c = sb.client();
     c.ok(json!({"op":"detach","name":"c1"}));
     sb.wait_until("the veth pair to go", || sb.host_links().len() == links0);
+    assert_eq!(
+        tracked(&sb),
+        0,
+        "nothing of {addr} is left once its veth is gone"
+    );
     assert!(sb.sh("ip netns list").contains("rt1"));
     assert!(!sb.sh("ip -n rt1 -o link show").contains("eth1"));
 

@@ -89,6 +89,9 @@ impl Driver for Fake {
 
     fn remove(&mut self, nss: &[Namespace]) {
         for ns in nss {
+            if ns.attached {
+                self.forgotten.extend(super::own_conns(ns));
+            }
             self.netns.remove(&ns.name);
             if !self.hold_links {
                 self.links.remove(&ns.host_ifindex);

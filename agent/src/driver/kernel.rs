@@ -41,34 +41,62 @@ pub struct KernelDriver {
     pub(super) checked_host: Option<super::check::Host>,
 }
 
-/// Deletes links on a thread of its own: an `RTM_DELLINK` returns only after the kernel waited
-/// for RCU (~35 ms a detach here), and a detach need not wait for that. Without the thread (it
-/// could not be started), the executor deletes them itself.
+/// What a detach leaves to do after its answer: forget the connections of its addresses, then
+/// delete its veth pair. Both wait for the kernel (a conntrack dump walks the whole hash table,
+/// ~5 ms here; an `RTM_DELLINK` waits for RCU, ~35 ms), and a detach need not: the executor
+/// frees its name and subnet only once the kernel reports the link gone, which is after the
+/// forget, so no later namespace of that address loses a connection to it.
+struct Detached {
+    conns: Vec<Conns>,
+    links: Vec<u32>,
+}
+
+impl Detached {
+    fn run(self, conntrack: &mut Conntrack, rtnl: &mut Rtnl) {
+        if let Err(e) = conntrack.forget(&self.conns) {
+            tracing::warn!(error = %e, "forget the connections of detached namespaces");
+        }
+        let reqs = self
+            .links
+            .iter()
+            .map(|i| requests::delete_link(*i))
+            .collect();
+        for (i, r) in self.links.iter().zip(rtnl.pipeline(reqs)) {
+            match r {
+                // Gone with its namespace already (the runtime deleted it).
+                Err(NetlinkError::Errno { errno, .. }) if errno == libc::ENODEV => {}
+                Err(e) => tracing::warn!(ifindex = i, error = %e, "delete a detached veth pair"),
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// Runs [`Detached`] work on a thread of its own, what is queued meanwhile in one go. Without
+/// the thread (it could not be started), the executor does it itself.
 struct Unlinker {
-    tx: Option<std::sync::mpsc::Sender<Vec<u32>>>,
+    tx: Option<std::sync::mpsc::Sender<Detached>>,
 }
 
 impl Unlinker {
     fn start() -> Unlinker {
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<u32>>();
+        let (tx, rx) = std::sync::mpsc::channel::<Detached>();
         let spawned = std::thread::Builder::new()
             .name("unlink".into())
             .spawn(move || {
-                let mut rtnl = match Rtnl::open() {
-                    Ok(r) => r,
-                    Err(e) => {
+                let (mut conntrack, mut rtnl) = match (Conntrack::open(), Rtnl::open()) {
+                    (Ok(c), Ok(r)) => (c, r),
+                    (Err(e), _) | (_, Err(e)) => {
                         tracing::error!(error = %e, "unlink thread: no netlink socket");
                         return;
                     }
                 };
-                while let Ok(mut batch) = rx.recv() {
-                    batch.extend(rx.try_iter().flatten());
-                    let reqs = batch.iter().map(|i| requests::delete_link(*i)).collect();
-                    for (i, r) in batch.iter().zip(rtnl.pipeline(reqs)) {
-                        if let Err(e) = r {
-                            tracing::warn!(ifindex = i, error = %e, "delete a detached veth pair");
-                        }
+                while let Ok(mut work) = rx.recv() {
+                    for more in rx.try_iter() {
+                        work.conns.extend(more.conns);
+                        work.links.extend(more.links);
                     }
+                    work.run(&mut conntrack, &mut rtnl);
                 }
             });
         Unlinker {
@@ -76,28 +104,15 @@ impl Unlinker {
         }
     }
 
-    fn delete(&mut self, ifindexes: Vec<u32>) {
+    /// Hands `work` to the thread; gives it back if there is none.
+    fn send(&mut self, work: Detached) -> Option<Detached> {
         let Some(tx) = &self.tx else {
-            return Self::now(ifindexes);
+            return Some(work);
         };
-        if let Err(e) = tx.send(ifindexes) {
+        tx.send(work).err().map(|e| {
             self.tx = None;
-            Self::now(e.0);
-        }
-    }
-
-    fn now(ifindexes: Vec<u32>) {
-        let reqs = ifindexes
-            .iter()
-            .map(|i| requests::delete_link(*i))
-            .collect();
-        if let Ok(mut rtnl) = Rtnl::open() {
-            for r in rtnl.pipeline(reqs) {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "delete a detached veth pair");
-                }
-            }
-        }
+            e.0
+        })
     }
 }
 
@@ -636,15 +651,23 @@ impl Driver for KernelDriver {
         let (mut clients, mut warm) = (vec![], vec![]);
         // An attached namespace is not ours to end: its veth pair goes, it stays. The
         // executor waits for the link to be gone before it reuses its name or subnet.
-        let detach: Vec<u32> = nss
-            .iter()
-            .filter(|ns| ns.attached)
-            .map(|ns| ns.host_ifindex)
-            .collect();
-        if !detach.is_empty() {
-            self.unlinker
-                .get_or_insert_with(Unlinker::start)
-                .delete(detach);
+        let detached = Detached {
+            conns: nss
+                .iter()
+                .filter(|ns| ns.attached)
+                .flat_map(super::own_conns)
+                .collect(),
+            links: nss
+                .iter()
+                .filter(|ns| ns.attached)
+                .map(|ns| ns.host_ifindex)
+                .collect(),
+        };
+        if !detached.links.is_empty() {
+            let unlinker = self.unlinker.get_or_insert_with(Unlinker::start);
+            if let Some(work) = unlinker.send(detached) {
+                work.run(&mut self.conntrack, &mut self.host);
+            }
         }
         for ns in nss.iter().filter(|ns| ns.attached) {
             self.forget_files(&ns.name);

@@ -115,7 +115,9 @@ pub trait Driver {
     fn claim(&mut self, claims: &[(Namespace, Namespace)]) -> Vec<Result<(), CreateFailure>>;
     /// Removes a namespace's file; the kernel destroys the namespace and its veth pair, once
     /// [`Driver::release_removed`] lets it (a driver may hold removed namespaces so that they die
-    /// together).
+    /// together). An attached one stays: its veth pair goes, after its connections are
+    /// forgotten ([`own_conns`]), both maybe after the answer but before the kernel reports
+    /// the link gone.
     fn remove(&mut self, nss: &[Namespace]);
     /// Removes links of ours that start-up recovery found only in its background dump and that
     /// are no live or dying namespace's (`ours(name, host ifindex)`); returns their names.
@@ -177,6 +179,12 @@ pub enum Conns {
         proto: u8,
         port: u16,
     },
+}
+
+/// The connections of a namespace's own addresses, forgotten when it goes.
+pub fn own_conns(ns: &Namespace) -> impl Iterator<Item = Conns> {
+    let v4 = Conns::Of(ns.address.into());
+    std::iter::once(v4).chain(ns.v6.map(|v| Conns::Of(v.address6.into())))
 }
 
 /// A namespace's set and map elements: how it appears in the agent's table.

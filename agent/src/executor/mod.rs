@@ -711,12 +711,14 @@ impl<D: Driver> Executor<D> {
                 Change::Create => self.settle_create(p.ns, nl, nf),
                 Change::Claim(w) => self.settle_claim(*w, p.ns, nl, nf),
                 Change::Delete => {
-                    let address = p.ns.address;
-                    let address6 = p.ns.v6.map(|v| v.address6);
+                    // A detach's connections are the driver's to forget (Driver::remove).
+                    let conns: Vec<Conns> = match p.ns.attached {
+                        false => driver::own_conns(&p.ns).collect(),
+                        true => vec![],
+                    };
                     let r = self.settle_delete(p.ns, nf, &mut removed);
                     if r.is_ok() {
-                        gone.push(Conns::Of(address.into()));
-                        gone.extend(address6.map(|a| Conns::Of(a.into())));
+                        gone.extend(conns);
                     }
                     r
                 }
@@ -915,9 +917,10 @@ impl<D: Driver> Executor<D> {
             tracing::warn!(name, error = %e, "removing elements of an externally deleted namespace");
         }
         self.driver.remove(std::slice::from_ref(&ns));
-        let mut conns = vec![Conns::Of(ns.address.into())];
-        conns.extend(ns.v6.map(|v| Conns::Of(v.address6.into())));
-        self.driver.forget(&conns);
+        if !ns.attached {
+            self.driver
+                .forget(&driver::own_conns(&ns).collect::<Vec<_>>());
+        }
         if link_gone {
             self.held
                 .release(ns.subnet, ns.v6.map(|v| v.subnet6), &ns.host_ifname);
