@@ -15,7 +15,7 @@ mkdir -p -m 0755 /run/a
 $BIN run --socket /run/a/s.sock --pool 100.64.0.0/14 --metrics-addr off --log-level warn \
     --check-interval 0 >"$D/agent.log" 2>&1 & pid=$!
 while [ ! -S /run/a/s.sock ]; do sleep 0.05; done
-ln -s "$BIN" "$D/nsagent-cni"
+ln -s "$BIN-cni" "$D/nsagent-cni"
 for i in $(seq 1 "$N"); do echo "netns add a$i"; echo "netns add p$i"; done | ip -batch -
 NSAGENT='{"cniVersion":"1.0.0","name":"bench","type":"nsagent-cni","socket":"/run/a/s.sock","ipMasq":true}'
 PTP='{"cniVersion":"1.0.0","name":"ptpbench","type":"ptp","ipMasq":true,"ipam":{"type":"host-local","subnet":"100.72.0.0/16","routes":[{"dst":"0.0.0.0/0"}],"dataDir":"'"$D"'/ipam"}}'

@@ -15,7 +15,7 @@ ddeb=$(ls -t target/debian/nsagent-dbgsym_*.ddeb | head -1)
 fail() { echo "package.sh: $*" >&2; exit 1; }
 listing=$(dpkg-deb -c "$deb")
 contents=$(awk '{print $6}' <<<"$listing")
-for f in ./usr/bin/nsagent ./lib/systemd/system/nsagent.service \
+for f in ./usr/bin/nsagent ./usr/lib/cni/nsagent-cni ./lib/systemd/system/nsagent.service \
          ./usr/share/doc/nsagent/examples/nsagent.toml ./usr/lib/sysctl.d/60-nsagent.conf \
          ./usr/share/bash-completion/completions/nsagent ./usr/share/zsh/vendor-completions/_nsagent \
          ./usr/share/fish/vendor_completions.d/nsagent.fish ./usr/share/man/man1/nsagent.1.gz \
@@ -26,6 +26,8 @@ dpkg-deb -f "$deb" Depends | grep -q libnftnl || fail "Depends lacks libnftnl"
 # The shipped binary is stripped (unstripped, with the release profile's debug = 1: ~64 MB).
 size=$(awk '$6 == "./usr/bin/nsagent" {print $3}' <<<"$listing")
 ((size < 20000000)) || fail "/usr/bin/nsagent is $size bytes (not stripped?), limit 20 MB"
+cni=$(awk '$6 == "./usr/lib/cni/nsagent-cni" {print $3}' <<<"$listing")
+((cni < 5000000)) || fail "/usr/lib/cni/nsagent-cni is $cni bytes (not stripped?), limit 5 MB"
 grep -qE '\./usr/lib/debug/\.build-id/[0-9a-f]{2}/[0-9a-f]+\.debug$' <<<"$(dpkg-deb -c "$ddeb")" \
     || fail "$ddeb lacks the debug info of /usr/bin/nsagent"
 # Documentation= of the installed unit: no placeholder URLs.

@@ -1,8 +1,7 @@
 //! `nsagent-cni`: a CNI plugin (spec 1.0/1.1) that forwards to the running agent. A runtime
 //! executes it once per container and verb, as it would `ptp` or `bridge`; the agent does the
 //! work (`attach`, `detach`, `check`), so containers get its constant-rule table, batching,
-//! recovery and metrics. The `nsagent` binary is this plugin when it is invoked under the name
-//! `nsagent-cni` (a symlink in the runtime's CNI plugin directory).
+//! recovery and metrics. Its binary is `nsagent-cni` (src/bin/nsagent-cni.rs).
 //!
 //! Network configuration keys (docs/cni.md): `socket` (the agent's, default
 //! [`crate::config::DEFAULT_SOCKET`]), `nat` (`ipMasq` is accepted as an alias; default true),

@@ -116,13 +116,9 @@ struct Cni {
 
 /// Runs the plugin once, as a runtime does: CNI_* variables, the configuration on stdin.
 fn cni(sb: &Sandbox, command: &str, vars: &[(&str, &str)], stdin: &str) -> Cni {
-    let plugin = sb.dir.join("nsagent-cni");
-    if !plugin.exists() {
-        std::os::unix::fs::symlink(BIN, &plugin).expect("symlink the plugin");
-    }
     let mut cmd = Command::new("nsenter");
     cmd.args(["-t", &sb.pid.to_string(), "-m", "-n", "--"])
-        .arg(&plugin)
+        .arg(CNI_BIN)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(Stdio::piped())

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nsagent");
+pub const CNI_BIN: &str = env!("CARGO_BIN_EXE_nsagent-cni");
 /// Addresses: the uplink link is 198.18.0.0/30, namespaces come from 100.64.0.0/16.
 pub const UPLINK_ADDR: &str = "198.18.0.1";
 pub const UPSTREAM_ADDR: &str = "198.18.0.2";

@@ -23,7 +23,7 @@ impl Podman {
         for d in ["bin", "net.d", "root", "run", "rootfs/bin"] {
             std::fs::create_dir_all(dir.join(d)).expect("podman dirs");
         }
-        std::os::unix::fs::symlink(BIN, dir.join("bin/nsagent-cni")).expect("plugin symlink");
+        std::os::unix::fs::symlink(CNI_BIN, dir.join("bin/nsagent-cni")).expect("plugin symlink");
         let conflist = json!({"cniVersion":"1.0.0","name":"nsagent","plugins":[
             {"type":"nsagent-cni","socket":sb.socket,"ipMasq":true,
              "capabilities":{"portMappings":true}}]});
