@@ -76,6 +76,10 @@ struct NetConf {
     dns: Option<Dns>,
     #[serde(default)]
     runtime_config: RuntimeConfig,
+    /// Refused by ADD unless empty: addresses come from the agent's pool, and a subnet asked
+    /// for here must not be silently ignored.
+    #[serde(default)]
+    ipam: Option<Value>,
     /// GC: what the runtime still uses.
     #[serde(default, rename = "cni.dev/valid-attachments")]
     valid_attachments: Option<Vec<ValidAttachment>>,
@@ -275,6 +279,13 @@ fn add(conf: &NetConf, env: &Env) -> Result<Value, CniError> {
     need("CNI_CONTAINERID", &env.container_id)?;
     need("CNI_NETNS", &env.netns)?;
     need("CNI_IFNAME", &env.ifname)?;
+    if conf.ipam.as_ref().is_some_and(|v| v != &json!({})) {
+        return Err(err(
+            INVALID_CONFIG,
+            "nsagent-cni takes no ipam: addresses come from the agent's pool (--pool)",
+            "",
+        ));
+    }
     let name = attachment_name(&conf.name, &env.container_id, &env.ifname);
     let mut labels = Labels::new();
     labels.insert(LABEL_NETWORK.into(), conf.name.clone());

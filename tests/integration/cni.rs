@@ -59,7 +59,13 @@ fn attach_wires_a_foreign_namespace_and_detach_leaves_it_to_its_owner() {
         json!({"op":"attach","name":"x","netns_path":path,"bogus":1}),
         "bad_request",
     );
+    // A second attachment to the same namespace: its index 2 is taken (one per namespace).
+    c.err(
+        json!({"op":"attach","name":"x","netns_path":path,"ns_ifname":"eth2"}),
+        "bad_request",
+    );
     assert_eq!(sb.host_links().len(), links);
+    assert!(!sb.listed().contains_key("x"));
     c.err(json!({"op":"detach","name":"nothere"}), "not_found");
 
     // kill -9 and start: adopted as an attachment.
@@ -267,6 +273,10 @@ fn the_cni_plugin_implements_every_verb_of_the_spec() {
     );
     let no_netns = run("ADD", &vars("ctr-c", ""), &conf);
     assert_eq!(no_netns.out["code"], json!(4), "{}", no_netns.out);
+    let mut ipam: Value = serde_json::from_str(&conf).unwrap();
+    ipam["ipam"] = json!({"type":"host-local","subnet":"10.9.0.0/24"});
+    let ipam = run("ADD", &vars("ctr-c", &other), &ipam.to_string());
+    assert_eq!(ipam.out["code"], json!(7), "{}", ipam.out);
     let hostile = run("ADD", &vars("ctr-c", "/etc/hostname"), &conf);
     assert_eq!(hostile.out["code"], json!(100), "{}", hostile.out);
     assert_eq!(sb.listed().len(), 1, "nothing was added by the failures");

@@ -532,7 +532,12 @@ impl KernelDriver {
             .into_iter()
             .zip(send(&self.metrics, &mut self.host, steps))
         {
-            if let Err(e) = r {
+            if let Err(mut e) = r {
+                // The peer is born with index 2 (model::PEER_IFINDEX), which a namespace that
+                // has an interface already (another attachment) cannot give it.
+                if all[i].ns.attached && round == 0 && e.errno() == Some(libc::EBUSY) {
+                    e = DriverError::PeerIndexTaken(all[i].ns.netns_path.clone());
+                }
                 all[i].fail(e, round == 1);
             }
         }

@@ -59,12 +59,26 @@ pub enum DriverError {
     /// A per-interface switch the kernel only offers in procfs could not be set.
     #[error("set {0}: {1}")]
     Sysctl(&'static str, #[source] std::io::Error),
+    /// An attach to a namespace whose interface index 2 is taken (by an earlier attachment).
+    #[error("{0} has an interface at index 2 already: nsagent attaches one veth per namespace, as its first interface")]
+    PeerIndexTaken(String),
     /// Reading the netns directory failed (start-up recovery).
     #[error("read the netns directory: {0}")]
     Dir(#[source] std::io::Error),
 }
 
 impl DriverError {
+    /// The kernel's errno, when a netlink request failed.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            DriverError::Netlink {
+                source: NetlinkError::Errno { errno, .. },
+                ..
+            } => Some(*errno),
+            _ => None,
+        }
+    }
+
     /// The protocol's code for it: the one place a kernel error becomes an [`ErrorCode`].
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -73,7 +87,9 @@ impl DriverError {
                 ..
             } if *errno == libc::EEXIST => ErrorCode::Exists,
             DriverError::Netns(NetnsError::Exists(_)) => ErrorCode::Exists,
-            DriverError::Netns(NetnsError::Refused(_)) => ErrorCode::BadRequest,
+            DriverError::Netns(NetnsError::Refused(_)) | DriverError::PeerIndexTaken(_) => {
+                ErrorCode::BadRequest
+            }
             DriverError::Bug(_) => ErrorCode::Internal,
             _ => ErrorCode::Kernel,
         }
