@@ -82,10 +82,7 @@ impl DriverError {
     /// The protocol's code for it: the one place a kernel error becomes an [`ErrorCode`].
     pub fn code(&self) -> ErrorCode {
         match self {
-            DriverError::Netlink {
-                source: NetlinkError::Errno { errno, .. },
-                ..
-            } if *errno == libc::EEXIST => ErrorCode::Exists,
+            _ if self.errno() == Some(libc::EEXIST) => ErrorCode::Exists,
             DriverError::Netns(NetnsError::Exists(_)) => ErrorCode::Exists,
             DriverError::Netns(NetnsError::Refused(_)) | DriverError::PeerIndexTaken(_) => {
                 ErrorCode::BadRequest
