@@ -87,14 +87,30 @@ impl Drop for Agent {
 }
 
 fn call(req: Value) -> anyhow::Result<Value> {
-    let mut s = UnixStream::connect(SOCKET)?;
-    let mut line = serde_json::to_vec(&req)?;
-    line.push(b'\n');
-    s.write_all(&line)?;
-    let mut r = BufReader::new(s);
-    let mut out = String::new();
-    r.read_line(&mut out)?;
-    Ok(serde_json::from_str(&out)?)
+    Conn::open()?.call(req)
+}
+
+/// One connection kept open, as a platform's daemon keeps it: one request at a time.
+struct Conn {
+    wr: UnixStream,
+    rd: BufReader<UnixStream>,
+}
+
+impl Conn {
+    fn open() -> anyhow::Result<Conn> {
+        let wr = UnixStream::connect(SOCKET)?;
+        let rd = BufReader::new(wr.try_clone()?);
+        Ok(Conn { wr, rd })
+    }
+
+    fn call(&mut self, req: Value) -> anyhow::Result<Value> {
+        let mut line = serde_json::to_vec(&req)?;
+        line.push(b'\n');
+        self.wr.write_all(&line)?;
+        let mut out = String::new();
+        self.rd.read_line(&mut out)?;
+        Ok(serde_json::from_str(&out)?)
+    }
 }
 
 /// Outcome of pushing requests through the socket.
@@ -709,13 +725,15 @@ fn wait_warm(n: usize) -> anyhow::Result<Duration> {
     Ok(t.elapsed())
 }
 
-/// Lone creates, 50 ms apart (each one's pool slot refilled before the next), then deleted.
+/// Lone creates on one open connection, 50 ms apart (each one's pool slot refilled before the
+/// next), then deleted.
 fn lone_creates(n: usize, prefix: &str) -> anyhow::Result<Vec<f64>> {
     let mut lat = vec![];
+    let mut c = Conn::open()?;
     for i in 0..n {
         std::thread::sleep(Duration::from_millis(50));
         let t = Instant::now();
-        let r = call(json!({"op": "create", "name": format!("{prefix}{i}")}))?;
+        let r = c.call(json!({"op": "create", "name": format!("{prefix}{i}")}))?;
         lat.push(t.elapsed().as_secs_f64() * 1e3);
         if r["ok"] != true {
             bail!("lone create failed: {r}");
@@ -778,10 +796,11 @@ pub fn warm(opts: &Opts) -> anyhow::Result<Value> {
     let warm_lone = lone_creates(opts.lone, "l")?;
     // The socket round trip without kernel work: what no create can go below.
     let mut pings = vec![];
+    let mut c = Conn::open()?;
     for _ in 0..opts.lone {
         std::thread::sleep(Duration::from_millis(50));
         let t = Instant::now();
-        call(json!({"op": "ping"}))?;
+        c.call(json!({"op": "ping"}))?;
         pings.push(t.elapsed().as_secs_f64() * 1e3);
     }
     wait_warm(n)?;

@@ -184,3 +184,36 @@ fn restarts_keep_the_pool_and_leak_nothing() {
     sb.wait_until("everything gone", || sb.host_links().is_empty());
     assert_eq!(sb.netns_files(), Vec::<String>::new());
 }
+
+/// A claim writes its host veth's mark after the answer. A stop in between leaves the warm
+/// namespace's mark on a netns file of a client's name: the next start adopts it under that
+/// name, with NAT as the table has it, and writes the mark.
+#[test]
+fn a_claim_stopped_before_its_mark_is_adopted() {
+    let mut sb = agent(2);
+    let mut c = sb.client();
+    c.ok(json!({"op":"create","name":"a"}));
+    c.ok(json!({"op":"create","name":"b","nat":false}));
+    drop(c);
+    let listed = sb.listed();
+    sb.kill_agent();
+    for name in ["a", "b"] {
+        let host = listed[name]["host_ifname"].as_str().unwrap().to_string();
+        let lo = sb.sh(&format!(
+            "ip -n {name} -o link show lo | sed -n 's/.*alias \\(nsagent:[^ ]*\\).*/\\1/p'"
+        ));
+        assert!(lo.trim().starts_with("nsagent:~warm-"), "{lo}");
+        sb.sh(&format!("ip link set dev {host} alias {}", lo.trim()));
+    }
+    sb.start_agent();
+    assert_eq!(sb.listed(), listed);
+    for (name, mark) in [("a", "nsagent:a"), ("b", "nsagent:b:nonat")] {
+        let host = listed[name]["host_ifname"].as_str().unwrap();
+        let shown = sb.sh(&format!("ip -d link show dev {host}"));
+        let want = format!("alias {mark}");
+        assert!(shown.lines().any(|l| l.trim() == want), "{shown}");
+    }
+    sb.start_echo_peer(7303);
+    assert_eq!(sb.peer_seen_from("a", 7303).as_deref(), Some(UPLINK_ADDR));
+    sb.wait_until("refill", || warm_ready(&sb) == 2);
+}

@@ -28,6 +28,8 @@ pub struct Fake {
     pub local: HashSet<std::net::IpAddr>,
     /// Warm namespaces given to clients.
     pub claimed: usize,
+    /// Names whose host veth mark was written after their claim, in order.
+    pub marked: Vec<String>,
     /// What `check` finds, per name; `repair` puts it right unless the name is in
     /// `fail_netlink`.
     pub drift: std::collections::HashMap<String, Vec<crate::model::Problem>>,
@@ -73,7 +75,7 @@ impl Driver for Fake {
                     self.remove(std::slice::from_ref(warm));
                     return Err(CreateFailure {
                         error: DriverError::Netlink {
-                            step: "mark host veth",
+                            step: "limit ingress rate",
                             source: NetlinkError::errno(libc::EINVAL),
                         },
                         link_created: true,
@@ -85,6 +87,10 @@ impl Driver for Fake {
                 Ok(())
             })
             .collect()
+    }
+
+    fn mark_claimed(&mut self, nss: &[Namespace]) {
+        self.marked.extend(nss.iter().map(|ns| ns.name.clone()));
     }
 
     fn remove(&mut self, nss: &[Namespace]) {

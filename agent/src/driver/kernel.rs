@@ -396,8 +396,7 @@ impl KernelDriver {
             if out[i].is_err() {
                 continue;
             }
-            owner.push(i);
-            steps.push((requests::mark(ns), "mark host veth"));
+            // The mark comes after the answer (Driver::mark_claimed).
             let ingress = ns.conf.bandwidth.and_then(|b| b.ingress_bps);
             for r in super::tc::change(ns.host_ifindex, None, ingress) {
                 owner.push(i);
@@ -714,6 +713,20 @@ impl Driver for KernelDriver {
         let out = self.claim_from(&warm, claims);
         self.warm = Some(warm);
         out
+    }
+
+    fn mark_claimed(&mut self, nss: &[Namespace]) {
+        let steps = nss
+            .iter()
+            .map(|ns| (requests::mark(ns), "mark host veth"))
+            .collect();
+        for (ns, r) in nss.iter().zip(send(&self.metrics, &mut self.host, steps)) {
+            if let Err(e) = r {
+                // Harmless until the next start, which reads the warm mark as claimed and
+                // writes this one again.
+                tracing::warn!(name = %ns.name, error = %e, "mark a claimed namespace's host veth");
+            }
+        }
     }
 
     fn sweep_orphans(&mut self, ours: &dyn Fn(&str, u32) -> bool, idle: bool) -> Vec<String> {

@@ -52,7 +52,7 @@ impl KernelDriver {
                 maps.add(e);
             }
         }
-        let found = self.adopt_or_remove(&mut maps)?;
+        let found = self.adopt_or_remove(&spec.name, &mut maps)?;
         let mut all: Vec<nft::Elem> = uplink
             .map(|u| nft::Elem::Uplink(u.to_string()))
             .into_iter()
@@ -117,7 +117,7 @@ impl KernelDriver {
     /// whole link list, whose dump costs the kernel O(N²) with N namespaces
     /// (docs/kernel.md#the-host-veth-seen-from-inside). That dump runs in the background
     /// ([`Driver::sweep_orphans`](super::Driver::sweep_orphans)) for what no namespace file leads to.
-    fn adopt_or_remove(&mut self, maps: &mut Maps) -> Result<Recovery, DriverError> {
+    fn adopt_or_remove(&mut self, table: &str, maps: &mut Maps) -> Result<Recovery, DriverError> {
         let dump = |source| DriverError::Netlink {
             step: "dump addresses, routes and qdiscs",
             source,
@@ -163,10 +163,23 @@ impl KernelDriver {
                 .as_deref()
                 .is_some_and(|a| a == Mark::lo(&name) || Mark::is_warm_lo(a));
             let host = inside.host.clone();
-            let mark = host
-                .as_ref()
-                .and_then(|h| h.alias.as_deref().and_then(Mark::parse))
-                .filter(|m| m.name == name);
+            let alias = host.as_ref().and_then(|h| h.alias.as_deref());
+            let mut unmarked = false;
+            let mark = match alias.map(|a| (a, Mark::parse(a))) {
+                Some((_, Some(m))) if m.name == name => Some(m),
+                // Claimed from the warm pool, and the agent stopped before it wrote the mark
+                // (Driver::mark_claimed): the name of its netns file is the owner's, and the
+                // table says whether it has NAT.
+                Some((a, None)) if Mark::is_warm_lo(a) && inside.lo_alias.as_deref() == Some(a) => {
+                    unmarked = true;
+                    let address = inside.peer.as_ref().and_then(|p| p.addr).map(|a| a.0);
+                    Some(Mark {
+                        name: name.clone(),
+                        nat: address.is_some_and(|a| self.has_nat(table, maps, a)),
+                    })
+                }
+                _ => None,
+            };
             let (Some(host), Some(mark)) = (host, mark) else {
                 if ours_lo {
                     // A netns marked as ours whose veth never came: a crash mid-create.
@@ -185,6 +198,9 @@ impl KernelDriver {
             match self.rebuild(&name, &mark, &host, &inside, host_state, maps, &dirs) {
                 Some(ns) => {
                     tracing::info!(name, host_ifname = %ns.host_ifname, subnet = %ns.subnet, "adopted namespace");
+                    if unmarked {
+                        super::Driver::mark_claimed(self, std::slice::from_ref(&ns));
+                    }
                     out.adopted.push(ns);
                 }
                 None => {
@@ -367,6 +383,30 @@ impl KernelDriver {
         self.warm = Some(warm);
     }
 
+    /// Whether the old table NATs `address`: for a namespace claimed just before a stop, whose
+    /// mark (which says it) was not written. An unreadable set reads as the warm default, NAT.
+    fn has_nat(&mut self, table: &str, maps: &mut Maps, address: Ipv4Addr) -> bool {
+        if maps.nat.is_none() {
+            match self.nft.elements(table, nft::SetName::NatSaddrs) {
+                Ok(v) => {
+                    maps.nat = Some(
+                        v.into_iter()
+                            .filter_map(|e| match e {
+                                nft::Elem::NatSaddr(a) => Some(a),
+                                _ => None,
+                            })
+                            .collect(),
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "read the NAT set");
+                    return true;
+                }
+            }
+        }
+        maps.nat.as_ref().is_some_and(|s| s.contains(&address))
+    }
+
     /// The background half of recovery: links of ours that no namespace file led to (the veth
     /// of a deleted namespace that a process inside kept alive, a veth whose namespace file
     /// someone removed while the agent was down). Each is asked for again before it goes, and
@@ -430,6 +470,8 @@ pub(super) type HostRoutes6 = HashMap<u32, Vec<(Ipv6Addr, u8)>>;
 struct Maps {
     ports: HashMap<IpAddr, Vec<PortForward>>,
     egress: HashMap<IpAddr, IpAddr>,
+    /// The NAT set, read only if a namespace's mark does not say (see [`KernelDriver::has_nat`]).
+    nat: Option<HashSet<Ipv4Addr>>,
 }
 
 impl Maps {

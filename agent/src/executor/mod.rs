@@ -704,12 +704,20 @@ impl<D: Driver> Executor<D> {
         let nft = self.driver.nft(&groups);
         let mut gone = vec![];
         let mut removed = vec![];
+        let mut claimed = vec![];
         let mut answers = Vec::with_capacity(planned.len());
         for ((p, nl), nf) in planned.into_iter().zip(netlink).zip(nft) {
             self.checks.touched(&p.ns.name);
             let r = match p.change {
                 Change::Create => self.settle_create(p.ns, nl, nf),
-                Change::Claim(w) => self.settle_claim(*w, p.ns, nl, nf),
+                Change::Claim(w) => {
+                    let ns = p.ns.clone();
+                    let r = self.settle_claim(*w, p.ns, nl, nf);
+                    if r.is_ok() {
+                        claimed.push(ns);
+                    }
+                    r
+                }
                 Change::Delete => {
                     // A detach's connections are the driver's to forget (Driver::remove).
                     let conns: Vec<Conns> = match p.ns.attached {
@@ -739,6 +747,9 @@ impl<D: Driver> Executor<D> {
         self.driver.forget(&gone);
         for (reply, r) in answers {
             let _ = reply.send(r);
+        }
+        if !claimed.is_empty() {
+            self.driver.mark_claimed(&claimed);
         }
     }
 
@@ -1030,7 +1041,11 @@ impl<D: Driver> Executor<D> {
         let ours = |name: &str, ifindex| {
             live.get(name).is_some_and(|n| n.host_ifindex == ifindex) || held.is_dying(ifindex)
         };
-        let removed = self.driver.sweep_orphans(&ours, self.idle);
+        // Not while the kernel destroys namespaces: the dump would take RTNL from it, for a
+        // walk of the host's namespace ids per link
+        // (docs/kernel.md#the-orphan-sweep-waits-for-the-kernels-clean-up).
+        let idle = self.idle && held.dying() == 0 && self.driver.removed_held().0 == 0;
+        let removed = self.driver.sweep_orphans(&ours, idle);
         if !removed.is_empty() {
             self.metrics
                 .recovery_total
