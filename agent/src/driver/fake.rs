@@ -89,7 +89,7 @@ impl Driver for Fake {
             .collect()
     }
 
-    fn mark_claimed(&mut self, nss: &[Namespace]) {
+    fn mark_claimed(&mut self, nss: &[&Namespace]) {
         self.marked.extend(nss.iter().map(|ns| ns.name.clone()));
     }
 

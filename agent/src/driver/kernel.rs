@@ -715,7 +715,7 @@ impl Driver for KernelDriver {
         out
     }
 
-    fn mark_claimed(&mut self, nss: &[Namespace]) {
+    fn mark_claimed(&mut self, nss: &[&Namespace]) {
         let steps = nss
             .iter()
             .map(|ns| (requests::mark(ns), "mark host veth"))

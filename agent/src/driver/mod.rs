@@ -130,7 +130,7 @@ pub trait Driver {
     /// one RTM_SETLINK was the dearest step of a claim (docs/kernel.md#the-mark-after-the-answer).
     /// Until it is written the host veth keeps the warm namespace's mark, which recovery reads
     /// as "claimed, by the name of its netns file". A failure is only logged.
-    fn mark_claimed(&mut self, _nss: &[Namespace]) {}
+    fn mark_claimed(&mut self, _nss: &[&Namespace]) {}
     /// Removes a namespace's file; the kernel destroys the namespace and its veth pair, once
     /// [`Driver::release_removed`] lets it (a driver may hold removed namespaces so that they die
     /// together). An attached one stays: its veth pair goes, after its connections are

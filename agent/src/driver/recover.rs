@@ -199,7 +199,7 @@ impl KernelDriver {
                 Some(ns) => {
                     tracing::info!(name, host_ifname = %ns.host_ifname, subnet = %ns.subnet, "adopted namespace");
                     if unmarked {
-                        super::Driver::mark_claimed(self, std::slice::from_ref(&ns));
+                        super::Driver::mark_claimed(self, &[&ns]);
                     }
                     out.adopted.push(ns);
                 }

@@ -47,6 +47,9 @@ const RELEASE_AFTER: Duration = Duration::from_secs(30);
 /// How often an idle executor looks for kernel events; more often while it waits for some.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 const WAITING_POLL: Duration = Duration::from_millis(20);
+/// The start-up's orphan sweep waits for deleted namespaces to die, at most this long after the
+/// executor was first idle (the kernel destroyed 30,000 in ~7-15 s here).
+const SWEEP_DEFER_LIMIT: Duration = Duration::from_secs(60);
 
 /// One request on its way through the queue.
 pub struct Job {
@@ -101,6 +104,8 @@ pub struct Executor<D: Driver> {
     checks: check::Checks,
     /// The last wait for work timed out.
     idle: bool,
+    /// When that first happened (the orphan sweep's deadline counts from it).
+    first_idle: Option<Instant>,
 }
 
 /// A write that passed planning: what it will change, and whom to answer.
@@ -167,6 +172,7 @@ impl<D: Driver> Executor<D> {
             events: Events::default(),
             checks: check::Checks::new(limits.check_every),
             idle: false,
+            first_idle: None,
         };
         let pool = ex.held.pool();
         ex.metrics
@@ -711,10 +717,10 @@ impl<D: Driver> Executor<D> {
             let r = match p.change {
                 Change::Create => self.settle_create(p.ns, nl, nf),
                 Change::Claim(w) => {
-                    let ns = p.ns.clone();
+                    let name = p.ns.name.clone();
                     let r = self.settle_claim(*w, p.ns, nl, nf);
                     if r.is_ok() {
-                        claimed.push(ns);
+                        claimed.push(name);
                     }
                     r
                 }
@@ -749,7 +755,11 @@ impl<D: Driver> Executor<D> {
             let _ = reply.send(r);
         }
         if !claimed.is_empty() {
-            self.driver.mark_claimed(&claimed);
+            let live: Vec<&Namespace> = claimed
+                .iter()
+                .filter_map(|n| self.live.get(n).map(|b| &**b))
+                .collect();
+            self.driver.mark_claimed(&live);
         }
     }
 
@@ -1043,8 +1053,16 @@ impl<D: Driver> Executor<D> {
         };
         // Not while the kernel destroys namespaces: the dump would take RTNL from it, for a
         // walk of the host's namespace ids per link
-        // (docs/kernel.md#the-orphan-sweep-waits-for-the-kernels-clean-up).
-        let idle = self.idle && held.dying() == 0 && self.driver.removed_held().0 == 0;
+        // (docs/kernel.md#the-orphan-sweep-waits-for-the-kernels-clean-up). Not for ever
+        // either: a process inside may keep a deleted namespace, and its veth, alive.
+        if self.idle {
+            self.first_idle.get_or_insert_with(Instant::now);
+        }
+        let idle = self.idle
+            && (held.dying() == 0
+                || self
+                    .first_idle
+                    .is_some_and(|t| t.elapsed() >= SWEEP_DEFER_LIMIT));
         let removed = self.driver.sweep_orphans(&ours, idle);
         if !removed.is_empty() {
             self.metrics

@@ -292,6 +292,8 @@ fn a_create_the_pool_can_serve_is_a_claim_and_looks_like_a_cold_one() {
     let mut rx = run(&mut ex, vec![Request::Create(spec("a"))]);
     let ns = answer(&mut rx[0]);
     assert_eq!(ex.driver.claimed, 1);
+    // Its owner's mark is written once it is answered.
+    assert_eq!(ex.driver.marked, ["a"]);
     // Exactly what a cold create of the first subnet would answer.
     let dirs = ex.info.dirs.clone();
     let mut cold = Namespace::plan(&spec("a"), ns.subnet, None, &dirs);
@@ -347,6 +349,7 @@ fn a_burst_bigger_than_the_pool_is_served_warm_first_then_cold() {
         assert_eq!(code(r), "ok");
     }
     assert_eq!(ex.driver.claimed, 2);
+    assert_eq!(ex.driver.marked, ["n0", "n1"]);
     assert_eq!(ex.live.len(), 5);
     assert!(ex.refill_wanted());
 }
