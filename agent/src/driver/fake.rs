@@ -16,6 +16,8 @@ pub struct Fake {
     pub fail_netlink: HashSet<String>,
     /// Host interface names whose element adds the nft transaction rejects.
     pub fail_nft: HashSet<String>,
+    /// Host ports whose forward adds the nft transaction rejects.
+    pub fail_nft_ports: HashSet<u16>,
     /// Links removed and not yet reported gone.
     pub gone: Vec<u32>,
     /// Keep links alive after removal until the test sets this back to false.
@@ -28,6 +30,8 @@ pub struct Fake {
     pub local: HashSet<std::net::IpAddr>,
     /// Warm namespaces given to clients.
     pub claimed: usize,
+    /// nft transactions with something in them.
+    pub transactions: usize,
     /// Names whose host veth mark was written after their claim, in order.
     pub marked: Vec<String>,
     /// What `check` finds, per name; `repair` puts it right unless the name is in
@@ -107,11 +111,15 @@ impl Driver for Fake {
     }
 
     fn nft(&mut self, groups: &[Vec<ElemOp>]) -> Vec<Result<(), GroupError>> {
+        if groups.iter().any(|g| !g.is_empty()) {
+            self.transactions += 1;
+        }
         groups
             .iter()
             .map(|g| {
                 let guilty = g.iter().any(|op| match op {
                     ElemOp::Add(Elem::NsIface(n)) => self.fail_nft.contains(n),
+                    ElemOp::Add(Elem::Forward(f)) => self.fail_nft_ports.contains(&f.dport),
                     _ => false,
                 });
                 if guilty {

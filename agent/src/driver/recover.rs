@@ -38,7 +38,7 @@ pub struct Recovery {
 
 impl KernelDriver {
     /// Rebuilds the view from the kernel, then replaces the agent's table with one holding the
-    /// adopted namespaces' elements and the uplink's, in a single transaction.
+    /// adopted namespaces' elements (warm ones' too) and the uplink's, in a single transaction.
     pub fn recover(
         &mut self,
         spec: &nft::TableSpec,
@@ -57,7 +57,8 @@ impl KernelDriver {
             .map(|u| nft::Elem::Uplink(u.to_string()))
             .into_iter()
             .collect();
-        for ns in &found.adopted {
+        // Warm ones are in the table as a default create is (executor::warm_elements).
+        for ns in found.adopted.iter().chain(&found.warm) {
             all.extend(elems(ns));
         }
         let tx = nft::Transaction::replace_table(spec, &all)?;

@@ -3,15 +3,13 @@
 //! holds commands up for more than one slice. Checks asked for while one runs wait their turn;
 //! the periodic one (`--check-interval`) repairs and tells watchers `repaired`.
 
-use super::Executor;
+use super::{Executor, Replier};
 use crate::cmd::{CheckReport, Drift, Response};
 use crate::driver::Driver;
 use crate::events::Event;
 use crate::model::{Namespace, Problem};
-use crate::protocol::Reply;
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 /// Most namespaces looked at between two batches of commands.
 pub const CHECK_SLICE: usize = 128;
@@ -29,7 +27,7 @@ pub(super) struct Checking {
     checked: usize,
     drift: Vec<Drift>,
     /// Whom to answer; `None` for the periodic check.
-    reply: Option<oneshot::Sender<Reply>>,
+    reply: Option<Replier>,
     started: Instant,
     /// Whether the driver's host dumps must be taken again before the next look.
     fresh: bool,
@@ -42,7 +40,7 @@ pub(super) struct Checking {
 #[derive(Default)]
 pub(super) struct Checks {
     running: Option<Checking>,
-    waiting: VecDeque<(bool, Option<String>, oneshot::Sender<Reply>)>,
+    waiting: VecDeque<(bool, Option<String>, Replier)>,
     /// `None`: no periodic check.
     every: Option<Duration>,
     next: Option<Instant>,
@@ -62,12 +60,7 @@ impl Checks {
     }
 
     /// Queues a check of every namespace, or of `only` that one.
-    pub(super) fn ask(
-        &mut self,
-        repair: bool,
-        only: Option<String>,
-        reply: oneshot::Sender<Reply>,
-    ) {
+    pub(super) fn ask(&mut self, repair: bool, only: Option<String>, reply: Replier) {
         self.waiting.push_back((repair, only, reply));
     }
 
@@ -225,7 +218,7 @@ impl<D: Driver> Executor<D> {
             drift: c.drift,
         };
         if let Some(reply) = c.reply {
-            let _ = reply.send(Ok(Response::Check(report)));
+            reply.send(Ok(Response::Check(report)));
         }
     }
 }

@@ -54,7 +54,29 @@ const SWEEP_DEFER_LIMIT: Duration = Duration::from_secs(60);
 /// One request on its way through the queue.
 pub struct Job {
     pub request: Request,
-    pub reply: oneshot::Sender<Reply>,
+    pub reply: Replier,
+}
+
+/// Where a job's answer goes. The server's writes it to the client's socket from the
+/// executor's thread; tests use a oneshot channel.
+pub trait Answer: Send {
+    fn send(self: Box<Self>, r: Reply);
+}
+
+pub type Replier = Box<dyn Answer>;
+
+impl Answer for oneshot::Sender<Reply> {
+    fn send(self: Box<Self>, r: Reply) {
+        // The receiver may have gone; nothing to do about it.
+        let _ = oneshot::Sender::send(*self, r);
+    }
+}
+
+/// Nobody waits for the answer (the agent's own commands).
+pub struct Nobody;
+
+impl Answer for Nobody {
+    fn send(self: Box<Self>, _: Reply) {}
 }
 
 /// Static facts reported by `status`.
@@ -112,7 +134,7 @@ pub struct Executor<D: Driver> {
 struct Planned {
     change: Change,
     ns: Namespace,
-    reply: oneshot::Sender<Reply>,
+    reply: Replier,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -130,18 +152,12 @@ impl Planned {
     fn elem_ops(&self, netlink_ok: bool) -> Vec<ElemOp> {
         let elems = driver::elems(&self.ns).into_iter();
         match &self.change {
-            Change::Create | Change::Claim(_) if netlink_ok => elems.map(ElemOp::Add).collect(),
+            Change::Create if netlink_ok => elems.map(ElemOp::Add).collect(),
+            // The warm one is in the table as a default create: only what differs changes.
+            Change::Claim(w) if netlink_ok => changed(&driver::elems(w), elems.collect()),
             Change::Create | Change::Claim(_) => vec![],
             Change::Delete => elems.map(ElemOp::Del).collect(),
-            Change::Update(old) if netlink_ok => {
-                let before = driver::elems(old);
-                let after: Vec<nft::Elem> = elems.collect();
-                // Removals first: an egress address that changes is a delete and an add of
-                // one key.
-                let gone = before.iter().filter(|e| !after.contains(e)).cloned();
-                let new = after.iter().filter(|e| !before.contains(e)).cloned();
-                gone.map(ElemOp::Del).chain(new.map(ElemOp::Add)).collect()
-            }
+            Change::Update(old) if netlink_ok => changed(&driver::elems(old), elems.collect()),
             Change::Update(_) => vec![],
         }
     }
@@ -208,6 +224,8 @@ impl<D: Driver> Executor<D> {
         let mut extra = vec![];
         for ns in namespaces {
             self.held.hold(&ns);
+            // Recovery put their elements in the table.
+            self.elements += driver::elems(&ns).len() as i64;
             if self.warm.ready() < self.warm.target {
                 self.warm.add(ns);
             } else {
@@ -223,14 +241,45 @@ impl<D: Driver> Executor<D> {
         if nss.is_empty() {
             return;
         }
+        self.warm_elements(&nss, ElemOp::Del);
         self.driver.remove(&nss);
         for ns in &nss {
             self.held.start_dying(ns, false);
         }
     }
 
+    /// Adds or removes warm namespaces' elements, one group each; which succeeded. A warm
+    /// namespace is in the table as a default create is (isolated like any other, NAT for its
+    /// address), so that claiming it for a default create needs no transaction
+    /// (docs/kernel.md#a-warm-namespace-is-in-the-table-already).
+    fn warm_elements(&mut self, nss: &[Namespace], op: fn(nft::Elem) -> ElemOp) -> Vec<bool> {
+        let groups: Vec<Vec<ElemOp>> = nss
+            .iter()
+            .map(|ns| driver::elems(ns).into_iter().map(op).collect())
+            .collect();
+        let results = self.driver.nft(&groups);
+        let mut ok = Vec::with_capacity(nss.len());
+        for ((ns, group), r) in nss.iter().zip(&groups).zip(results) {
+            match r {
+                Ok(()) => {
+                    let n = group.len() as i64;
+                    self.elements += match group.first() {
+                        Some(ElemOp::Add(_)) => n,
+                        _ => -n,
+                    };
+                    ok.push(true);
+                }
+                Err(e) => {
+                    tracing::warn!(name = %ns.name, error = %e, "elements of a warm namespace");
+                    ok.push(false);
+                }
+            }
+        }
+        ok
+    }
+
     /// Builds up to [`warm::REFILL_BATCH`] warm namespaces, through the same batched path as
-    /// creates (no nft work: a warm namespace has no elements until it is claimed).
+    /// creates, and adds their elements in one transaction.
     fn refill(&mut self) {
         let started = Instant::now();
         let mut items = vec![];
@@ -252,14 +301,25 @@ impl<D: Driver> Executor<D> {
             self.warm.pause();
         }
         let results = self.driver.create(&items);
+        let mut built = vec![];
         for (ns, r) in items.into_iter().zip(results) {
             match r {
-                Ok(()) => self.warm.add(ns),
+                Ok(()) => built.push(ns),
                 Err(f) => {
                     tracing::warn!(error = %f.error, "building a warm namespace");
                     self.warm.pause();
                     self.held.failed(&ns, f.link_created);
                 }
+            }
+        }
+        let added = self.warm_elements(&built, ElemOp::Add);
+        for (ns, ok) in built.into_iter().zip(added) {
+            if ok {
+                self.warm.add(ns);
+            } else {
+                self.warm.pause();
+                self.driver.remove(std::slice::from_ref(&ns));
+                self.held.start_dying(&ns, false);
             }
         }
         self.metrics
@@ -294,6 +354,7 @@ impl<D: Driver> Executor<D> {
         }
         if let Some(w) = discard {
             tracing::debug!(name = %spec.name, subnet = %w.subnet, "discarding a warm namespace for a create");
+            self.warm_elements(std::slice::from_ref(&w), ElemOp::Del);
             self.driver.remove(std::slice::from_ref(&w));
             self.held.start_dying_for(&w, &spec.name);
         }
@@ -402,11 +463,11 @@ impl<D: Driver> Executor<D> {
     /// with --cleanup-on-exit), no warm ones: they are nobody's (after a crash, the next start
     /// adopts them back).
     fn stop(&mut self) {
+        let warm = self.warm.take_all();
+        self.discard_warm(warm);
         if self.limits.cleanup_on_exit {
             self.cleanup_all();
         }
-        let warm = self.warm.take_all();
-        self.discard_warm(warm);
         self.release_removed("exit");
     }
 
@@ -417,7 +478,7 @@ impl<D: Driver> Executor<D> {
             .keys()
             .map(|name| Job {
                 request: Request::Delete { name: name.clone() },
-                reply: oneshot::channel().0,
+                reply: Box::new(Nobody),
             })
             .collect();
         let n = batch.len();
@@ -479,10 +540,7 @@ impl<D: Driver> Executor<D> {
 
     /// Answers reads at once; checks writes against the view and reserves what they will use.
     fn plan(&mut self, job: Job) -> Option<Planned> {
-        let answer = |reply: oneshot::Sender<Reply>, r: Reply| {
-            // The client may have gone; nothing to do about it.
-            let _ = reply.send(r);
-        };
+        let answer = |reply: Replier, r: Reply| reply.send(r);
         match job.request {
             Request::Ping => answer(
                 job.reply,
@@ -752,7 +810,7 @@ impl<D: Driver> Executor<D> {
         // left in the kernel's table.
         self.driver.forget(&gone);
         for (reply, r) in answers {
-            let _ = reply.send(r);
+            reply.send(r);
         }
         if !claimed.is_empty() {
             let live: Vec<&Namespace> = claimed
@@ -884,11 +942,21 @@ impl<D: Driver> Executor<D> {
             }
             (Err(f), _) => {
                 tracing::info!(name = %ns.name, error = %f.error, "claim of a warm namespace failed; it is removed");
+                self.warm_elements(std::slice::from_ref(&warm), ElemOp::Del);
                 self.held.release_ports(&ns);
                 self.held.start_dying(&warm, false);
                 Err(f.error.into())
             }
-            (Ok(()), r) => self.settle_create(ns, Ok(()), r),
+            (Ok(()), Err(e)) => {
+                // Its group changed nothing: the warm one's elements are still there.
+                self.warm_elements(std::slice::from_ref(&warm), ElemOp::Del);
+                self.settle_create(ns, Ok(()), Err(e))
+            }
+            (Ok(()), Ok(())) => {
+                // go_live counts the claimed one's elements.
+                self.elements -= driver::elems(&warm).len() as i64;
+                self.settle_create(ns, Ok(()), Ok(()))
+            }
         }
     }
 
@@ -987,6 +1055,7 @@ impl<D: Driver> Executor<D> {
                         self.external_removal(&name, true);
                     } else if let Some(w) = self.warm.take_ifindex(i) {
                         tracing::info!(host_ifname = %w.host_ifname, "a warm namespace's veth was deleted from outside the agent");
+                        self.warm_elements(std::slice::from_ref(&w), ElemOp::Del);
                         self.driver.remove(std::slice::from_ref(&w));
                         self.held
                             .release(w.subnet, w.v6.map(|v| v.subnet6), &w.host_ifname);
@@ -1018,7 +1087,7 @@ impl<D: Driver> Executor<D> {
                 .is_some_and(|(_, t)| now.duration_since(*t) > NAME_REUSE_WAIT)
             {
                 if let Some((job, _)) = queue.pop_front() {
-                    let _ = job.reply.send(Err(ApiError::new(
+                    job.reply.send(Err(ApiError::new(
                         ErrorCode::Busy,
                         "the previous namespace of this name is still being destroyed by the kernel (is a process still inside it?); retry later",
                     )));
@@ -1192,6 +1261,15 @@ fn stale_connections(old: &Namespace, new: &Namespace) -> Vec<Conns> {
 /// Addresses in one of the pool's subnets.
 fn pool_slot_addresses(pool: &Pool) -> i64 {
     1i64 << (32 - pool.slot_prefix())
+}
+
+/// The ops that turn `before` into `after`, removals first: an egress address that changes is
+/// a delete and an add of one key.
+fn changed(before: &[nft::Elem], after: Vec<nft::Elem>) -> Vec<ElemOp> {
+    let gone = before.iter().filter(|e| !after.contains(e)).cloned();
+    let gone: Vec<ElemOp> = gone.map(ElemOp::Del).collect();
+    let new = after.into_iter().filter(|e| !before.contains(e));
+    gone.into_iter().chain(new.map(ElemOp::Add)).collect()
 }
 
 fn not_found(name: &str) -> ApiError {

@@ -51,7 +51,13 @@ type Rx = oneshot::Receiver<Reply>;
 
 fn job(request: Request) -> (Job, Rx) {
     let (tx, rx) = oneshot::channel();
-    (Job { request, reply: tx }, rx)
+    (
+        Job {
+            request,
+            reply: Box::new(tx),
+        },
+        rx,
+    )
 }
 
 fn run(ex: &mut Executor<Fake>, ops: Vec<Request>) -> Vec<Rx> {
@@ -265,6 +271,19 @@ fn warm_executor(pool: &str, target: usize) -> Executor<Fake> {
     ex
 }
 
+/// The fake table holds exactly the live and the warm namespaces' elements.
+fn table_is_whole(ex: &Executor<Fake>) {
+    let want: HashSet<nft::Elem> = ex
+        .live
+        .values()
+        .map(|b| &**b)
+        .chain(ex.warm.namespaces())
+        .flat_map(crate::driver::elems)
+        .collect();
+    assert_eq!(ex.driver.elems, want);
+    assert_eq!(ex.elements, want.len() as i64, "the gauge");
+}
+
 fn answer(rx: &mut Rx) -> Namespace {
     match rx.try_recv() {
         Ok(Ok(Response::Namespace(ns))) => ns,
@@ -289,11 +308,23 @@ fn a_create_the_pool_can_serve_is_a_claim_and_looks_like_a_cold_one() {
         .netns
         .iter()
         .all(|n| crate::model::is_warm_name(n)));
+    table_is_whole(&ex);
+    let before = ex.driver.transactions;
     let mut rx = run(&mut ex, vec![Request::Create(spec("a"))]);
     let ns = answer(&mut rx[0]);
     assert_eq!(ex.driver.claimed, 1);
+    // A warm namespace is in the table as a default create: its claim needs no transaction.
+    assert_eq!(ex.driver.transactions, before);
+    table_is_whole(&ex);
+    // One that differs changes only what differs.
+    let mut own = spec("b");
+    own.conf.nat = false;
+    let mut rx = run(&mut ex, vec![Request::Create(own)]);
+    assert!(!answer(&mut rx[0]).conf.nat);
+    assert_eq!(ex.driver.transactions, before + 1);
+    table_is_whole(&ex);
     // Its owner's mark is written once it is answered.
-    assert_eq!(ex.driver.marked, ["a"]);
+    assert_eq!(ex.driver.marked, ["a", "b"]);
     // Exactly what a cold create of the first subnet would answer.
     let dirs = ex.info.dirs.clone();
     let mut cold = Namespace::plan(&spec("a"), ns.subnet, None, &dirs);
@@ -305,10 +336,10 @@ fn a_create_the_pool_can_serve_is_a_claim_and_looks_like_a_cold_one() {
         .elems
         .contains(&nft::Elem::NsIface(ns.host_ifname)));
     let status = ex.status();
-    assert_eq!((status.warm.target, status.warm.ready), (3, 2));
-    assert_eq!(status.namespaces, 1);
+    assert_eq!((status.warm.target, status.warm.ready), (3, 1));
+    assert_eq!(status.namespaces, 2);
     // Warm subnets count as free.
-    assert_eq!(status.pool.free, 64 - 1);
+    assert_eq!(status.pool.free, 64 - 2);
     let mut rx = run(
         &mut ex,
         vec![Request::List {
@@ -352,6 +383,7 @@ fn a_burst_bigger_than_the_pool_is_served_warm_first_then_cold() {
     assert_eq!(ex.driver.marked, ["n0", "n1"]);
     assert_eq!(ex.live.len(), 5);
     assert!(ex.refill_wanted());
+    table_is_whole(&ex);
 }
 
 #[test]
@@ -370,6 +402,7 @@ fn an_explicit_subnet_of_a_warm_namespace_discards_it_and_succeeds() {
     let ns = answer(&mut rx[0]);
     assert_eq!(ns.subnet.to_string(), "100.64.0.0/30");
     assert_eq!(ex.driver.claimed, 0);
+    table_is_whole(&ex);
 }
 
 #[test]
@@ -385,6 +418,7 @@ fn with_the_pool_exhausted_warm_subnets_count_as_free() {
     settle(&mut ex);
     assert_eq!(code(&mut rx[0]), "ok");
     assert_eq!(ex.warm.ready(), 3);
+    table_is_whole(&ex);
 }
 
 #[test]
@@ -403,6 +437,27 @@ fn a_claim_that_changed_nothing_puts_the_warm_one_back() {
     assert_eq!(ex.held.dying(), 1);
     settle(&mut ex);
     assert_eq!(ex.held.dying(), 0);
+    table_is_whole(&ex);
+}
+
+#[test]
+fn a_claim_that_nft_rejects_leaves_no_trace_of_it_or_of_the_warm_one() {
+    let mut ex = warm_executor("100.64.0.0/24", 1);
+    ex.driver.fail_nft_ports.insert(8080);
+    let mut s = spec("rejected");
+    s.conf.ports = vec![crate::model::PortForward {
+        proto: crate::model::Proto::Tcp,
+        host_port: 8080,
+        port: 80,
+        host_addr: None,
+    }];
+    let mut rx = run(&mut ex, vec![Request::Create(s)]);
+    assert_eq!(code(&mut rx[0]), "kernel");
+    assert_eq!((ex.driver.claimed, ex.warm.ready()), (1, 0));
+    assert!(ex.live.is_empty());
+    table_is_whole(&ex);
+    settle(&mut ex);
+    assert_eq!(ex.held.dying(), 0);
 }
 
 #[test]
@@ -414,6 +469,7 @@ fn warm_namespaces_are_removed_when_the_agent_stops() {
     ex.stop();
     assert_eq!(ex.warm.ready(), 0);
     assert_eq!(ex.driver.netns, HashSet::from(["kept".to_string()]));
+    table_is_whole(&ex);
 }
 
 fn labelled(name: &str, pairs: &[(&str, &str)]) -> NamespaceSpec {

@@ -128,6 +128,11 @@ impl Warm {
         self.ready.remove(i)
     }
 
+    #[cfg(test)]
+    pub fn namespaces(&self) -> impl Iterator<Item = &Namespace> {
+        self.ready.iter()
+    }
+
     pub fn take_all(&mut self) -> Vec<Namespace> {
         self.ready.drain(..).collect()
     }

@@ -1,11 +1,11 @@
 //! One connection's requests: decode each line, queue it for the executor, write its answer
 //! when it comes back (in any order; each echoes its id).
 
-use super::connection::{self, Connection, Line};
+use super::connection::{self, Closed, Connection, Line, Writer};
 use super::Front;
 use crate::cmd::{Request, Response, Watching};
 use crate::events::{Subscription, OVERFLOW_LINE};
-use crate::executor::Job;
+use crate::executor::{Answer, Job};
 use crate::model::Labels;
 use crate::protocol::{self, ApiError, ErrorCode, Reply, MAX_LINE};
 use crossbeam_channel::TrySendError;
@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Counts a connection while it is open.
 struct Open(Arc<Metrics>);
@@ -26,10 +26,10 @@ impl Drop for Open {
     }
 }
 
-/// The writer side of one connection, shared by the tasks that wait for answers.
+/// One connection's reading side, and the writer its answers share.
 struct Handler {
     front: Front,
-    out: mpsc::Sender<Vec<u8>>,
+    out: Writer,
     /// Requests in flight on this connection; past `front.max_in_flight` it is not read.
     in_flight: Arc<Semaphore>,
     /// The task that forwards the connection's events, once it watches (once is enough).
@@ -92,7 +92,7 @@ pub async fn run(stream: UnixStream, front: Front, mut stop: watch::Receiver<boo
             }
             Ok(Line::Some) => {}
         }
-        if handler.request(conn.line()).await.is_err() {
+        if handler.request(conn.line()).await.is_err() || handler.out.room().await.is_err() {
             break;
         }
     }
@@ -112,9 +112,6 @@ pub async fn run(stream: UnixStream, front: Front, mut stop: watch::Receiver<boo
         let _ = writer.await;
     }
 }
-
-/// The connection's writer is gone: stop reading.
-struct Closed;
 
 impl Handler {
     /// How long the connection may send nothing: a watcher only listens.
@@ -136,7 +133,7 @@ impl Handler {
             ErrorCode::BadRequest,
             format!("request line longer than {MAX_LINE} bytes; closing the connection"),
         ));
-        let _ = self.out.send(line(&Value::Null, &err)).await;
+        let _ = self.out.send(&line(&Value::Null, &err));
     }
 
     /// Decodes one line and queues it; its answer is written by a task of its own.
@@ -154,13 +151,13 @@ impl Handler {
             Ok(Request::Watch { selector }) => {
                 let r = self.watch(selector);
                 observe(&self.front.metrics, op_name, &r, arrived);
-                return self.out.send(line(&id, &r)).await.map_err(|_| Closed);
+                return self.out.send(&line(&id, &r));
             }
             Ok(r) => r,
             Err(e) => {
                 let r = Err(e);
                 observe(&self.front.metrics, op_name, &r, arrived);
-                return self.out.send(line(&id, &r)).await.map_err(|_| Closed);
+                return self.out.send(&line(&id, &r));
             }
         };
         let permit = self
@@ -169,17 +166,22 @@ impl Handler {
             .acquire_owned()
             .await
             .map_err(|_| Closed)?;
-        let (reply, answer) = oneshot::channel();
-        let queued = enqueue(&self.front, Job { request, reply }).await;
-        let pending = Pending {
+        let pending = Box::new(Pending {
             id,
             op_name,
             arrived,
             out: self.out.clone(),
             metrics: self.front.metrics.clone(),
             _permit: permit,
+            answered: false,
+        });
+        let job = Job {
+            request,
+            reply: pending,
         };
-        tokio::spawn(pending.answer(queued, answer));
+        if let Err((job, e)) = enqueue(&self.front, job).await {
+            job.reply.send(Err(e));
+        }
         Ok(())
     }
 }
@@ -198,13 +200,14 @@ impl Handler {
         let (out, cut) = (self.out.clone(), self.cut.clone());
         self.forwarder = Some(tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
-                if out.send(event.to_vec()).await.is_err() {
+                if out.room().await.is_err() || out.send(&event).is_err() {
                     return;
                 }
             }
             if overflowed.load(Ordering::Acquire) {
-                let last = out.send(OVERFLOW_LINE.to_vec());
-                let _ = tokio::time::timeout(OVERFLOW_DRAIN, last).await;
+                if let Ok(Ok(())) = tokio::time::timeout(OVERFLOW_DRAIN, out.room()).await {
+                    let _ = out.send(OVERFLOW_LINE);
+                }
                 cut.notify_one();
             }
         }));
@@ -212,27 +215,38 @@ impl Handler {
     }
 }
 
-/// A queued request waiting for its answer.
+/// A queued request waiting for its answer; the executor's thread writes it (or, if the
+/// executor drops the command, an `internal` error).
 struct Pending {
     id: Value,
     op_name: &'static str,
     arrived: Instant,
-    out: mpsc::Sender<Vec<u8>>,
+    out: Writer,
     metrics: Arc<Metrics>,
     _permit: OwnedSemaphorePermit,
+    answered: bool,
+}
+
+impl Answer for Pending {
+    fn send(mut self: Box<Self>, r: Reply) {
+        self.answer(r);
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.answer(Err(ApiError::new(
+                ErrorCode::Internal,
+                "executor dropped the command",
+            )));
+        }
+    }
 }
 
 impl Pending {
-    async fn answer(self, queued: Result<(), ApiError>, answer: oneshot::Receiver<Reply>) {
-        let r: Reply = match queued {
-            Err(e) => Err(e),
-            Ok(()) => answer.await.unwrap_or_else(|_| {
-                Err(ApiError::new(
-                    ErrorCode::Internal,
-                    "executor dropped the command",
-                ))
-            }),
-        };
+    fn answer(&mut self, r: Reply) {
+        self.answered = true;
         observe(&self.metrics, self.op_name, &r, self.arrived);
         tracing::debug!(
             id = %self.id,
@@ -243,13 +257,14 @@ impl Pending {
         );
         let mut out = protocol::encode_owned(&self.id, r);
         out.push(b'\n');
-        let _ = self.out.send(out).await;
+        // A client that left is nothing to answer.
+        let _ = self.out.send(&out);
     }
 }
 
 /// Pushes into the bounded queue; when it is full, waits (up to `front.queue_wait`) instead of
 /// dropping.
-async fn enqueue(front: &Front, mut job: Job) -> Result<(), ApiError> {
+async fn enqueue(front: &Front, mut job: Job) -> Result<(), (Job, ApiError)> {
     let deadline = Instant::now() + front.queue_wait;
     let mut pause = Duration::from_micros(200);
     loop {
@@ -258,15 +273,13 @@ async fn enqueue(front: &Front, mut job: Job) -> Result<(), ApiError> {
                 front.metrics.queue_depth.set(front.queue.len() as i64);
                 return Ok(());
             }
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(ApiError::new(ErrorCode::Internal, "executor is gone"))
+            Err(TrySendError::Disconnected(j)) => {
+                return Err((j, ApiError::new(ErrorCode::Internal, "executor is gone")))
             }
             Err(TrySendError::Full(j)) => {
                 if Instant::now() >= deadline {
-                    return Err(ApiError::new(
-                        ErrorCode::Busy,
-                        "command queue full; retry later",
-                    ));
+                    let busy = ApiError::new(ErrorCode::Busy, "command queue full; retry later");
+                    return Err((j, busy));
                 }
                 job = j;
                 tokio::time::sleep(pause).await;

@@ -287,3 +287,36 @@ fn shutdown_answers_what_was_sent_then_closes() {
     assert_eq!(answered, 50);
     assert!(UnixStream::connect(&socket).is_err(), "no longer accepting");
 }
+
+#[test]
+fn a_client_that_does_not_read_stalls_only_itself_and_gets_every_answer_whole() {
+    let agent = TestAgent::start("stall", Fake::default(), 4096, |_| {});
+    agent.client().call(&create("a")).unwrap();
+    // Far more answers than the socket and the writer's queue hold: the server stops reading
+    // this connection, so the client's writes block until it reads.
+    let n = 20_000;
+    let s = UnixStream::connect(&agent.socket).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let lines: String = (0..n)
+            .map(|i| format!("{{\"id\":{i},\"op\":\"get\",\"name\":\"a\"}}\n"))
+            .collect();
+        w.write_all(lines.as_bytes()).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // Meanwhile everyone else is answered.
+    agent.client().call(&Ping {}).unwrap();
+    let mut r = BufReader::new(s);
+    let mut seen = vec![false; n];
+    let mut line = String::new();
+    for _ in 0..n {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        let a: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(a["result"]["name"], "a", "{line}");
+        seen[a["id"].as_u64().unwrap() as usize] = true;
+    }
+    assert!(seen.iter().all(|s| *s));
+    sender.join().unwrap();
+    agent.stop();
+}
