@@ -9,7 +9,7 @@ use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{Mode, SFlag};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -117,15 +117,9 @@ impl NetnsDir {
     /// with O_EXCL, so that it is the name's lock as well (a second creator gets EEXIST).
     pub fn reserve_in(to: &NetnsDir, name: &str) -> Result<(), NetnsError> {
         let path = to.path(name);
-        match open(
-            &path,
-            OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => {
-                drop(fd);
-                Ok(())
-            }
+        // mknod of a regular file: an O_EXCL create without a descriptor to close.
+        match nix::sys::stat::mknod(&path, SFlag::S_IFREG, Mode::empty(), 0) {
+            Ok(()) => Ok(()),
             Err(nix::Error::EEXIST) => Err(NetnsError::Exists(path)),
             Err(e) => Err(sys(format!("create {}", path.display()))(e)),
         }
@@ -133,8 +127,9 @@ impl NetnsDir {
 
     /// Moves the namespace `from` of this directory onto the file [`NetnsDir::reserve_in`]
     /// made for `name` in `to`: one MS_MOVE of its mount (allowed because this directory is a
-    /// private mount; a rename of a mount point is EBUSY), then the empty file it leaves here
-    /// goes. On error the namespace is where it was and the reserved file is removed.
+    /// private mount; a rename of a mount point is EBUSY). The empty file it leaves here is the
+    /// caller's to remove ([`NetnsDir::remove_moved`]). On error the namespace is where it was
+    /// and the reserved file is removed.
     pub fn move_to(&self, from: &str, to: &NetnsDir, name: &str) -> Result<(), NetnsError> {
         let (src, dst) = (self.path(from), to.path(name));
         let moved = mount(
@@ -150,10 +145,16 @@ impl NetnsDir {
                 e,
             ));
         }
-        if let Err(e) = std::fs::remove_file(&src) {
-            tracing::debug!(path = %src.display(), error = %e, "remove a moved warm namespace's file");
-        }
+        // `src` is a plain empty file now: the caller removes it after the answer.
         Ok(())
+    }
+
+    /// Removes the plain file a [`NetnsDir::move_to`] left (after a crash, recovery removes
+    /// whatever in the warm directory is not a namespace).
+    pub fn remove_moved(&self, name: &str) {
+        if let Err(e) = std::fs::remove_file(self.path(name)) {
+            tracing::debug!(name, error = %e, "remove a moved warm namespace's file");
+        }
     }
 
     /// Removes a file [`NetnsDir::reserve_in`] made and nothing was moved onto.

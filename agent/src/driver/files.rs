@@ -91,6 +91,16 @@ impl FileStore {
             .unwrap_or_default()
     }
 
+    /// Stores the labels of a namespace that is new under `name`. No labels need no file and no
+    /// removal (a cold syscall on the claim path): a name without a namespace has no labels file,
+    /// since a delete removes it and a start removes those of namespaces that are gone.
+    pub fn new_labels(&self, name: &str, l: &Labels) -> io::Result<()> {
+        match l.is_empty() {
+            true => Ok(()),
+            false => self.write(name, l),
+        }
+    }
+
     /// Stores `name`'s labels; none at all is no file.
     pub fn set_labels(&self, name: &str, l: &Labels) -> io::Result<()> {
         if l.is_empty() {

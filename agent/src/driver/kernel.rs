@@ -39,6 +39,9 @@ pub struct KernelDriver {
     /// The host's state as the last fresh [`Driver::check`] dumped it (what a repair adds
     /// back is what was not there).
     pub(super) checked_host: Option<super::check::Host>,
+    /// Warm names whose netns file was moved onto a client's name: their emptied files go after
+    /// the answer, with the marks ([`Driver::mark_claimed`]).
+    moved: Vec<String>,
 }
 
 /// What a detach leaves to do after its answer: forget the connections of its addresses, then
@@ -303,6 +306,7 @@ impl KernelDriver {
             netns,
             orphan_dump: None,
             checked_host: None,
+            moved: vec![],
             unlinker: None,
         })
     }
@@ -426,12 +430,13 @@ impl KernelDriver {
                     continue;
                 }
             }
-            if let Err(e) = self.labels.set_labels(&ns.name, &ns.conf.labels) {
+            if let Err(e) = self.labels.new_labels(&ns.name, &ns.conf.labels) {
                 out[i] = fail(DriverError::Labels(e), true);
                 continue;
             }
-            if let Err(e) = warm.move_to(&w.name, &self.netns, &ns.name) {
-                out[i] = fail(e.into(), true);
+            match warm.move_to(&w.name, &self.netns, &ns.name) {
+                Ok(()) => self.moved.push(w.name.clone()),
+                Err(e) => out[i] = fail(e.into(), true),
             }
         }
         // What failed after its name was taken: the name goes, and the warm namespace (its mark
@@ -568,7 +573,7 @@ impl KernelDriver {
                 return;
             }
         }
-        if let Err(e) = self.labels.set_labels(&b.ns.name, &b.ns.conf.labels) {
+        if let Err(e) = self.labels.new_labels(&b.ns.name, &b.ns.conf.labels) {
             b.fail(DriverError::Labels(e), true);
             return;
         }
@@ -725,6 +730,11 @@ impl Driver for KernelDriver {
                 // Harmless until the next start, which reads the warm mark as claimed and
                 // writes this one again.
                 tracing::warn!(name = %ns.name, error = %e, "mark a claimed namespace's host veth");
+            }
+        }
+        if let Some(warm) = &self.warm {
+            for name in self.moved.drain(..) {
+                warm.remove_moved(&name);
             }
         }
     }

@@ -129,7 +129,8 @@ pub trait Driver {
     /// Writes the ownership marks of claimed namespaces' host veths. Called after their answers:
     /// one RTM_SETLINK was the dearest step of a claim (docs/kernel.md#the-mark-after-the-answer).
     /// Until it is written the host veth keeps the warm namespace's mark, which recovery reads
-    /// as "claimed, by the name of its netns file". A failure is only logged.
+    /// as "claimed, by the name of its netns file". A failure is only logged. The emptied files
+    /// the claims' moves left in the warm directory go here too.
     fn mark_claimed(&mut self, _nss: &[&Namespace]) {}
     /// Removes a namespace's file; the kernel destroys the namespace and its veth pair, once
     /// [`Driver::release_removed`] lets it (a driver may hold removed namespaces so that they die
