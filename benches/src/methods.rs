@@ -104,12 +104,20 @@ impl Conn {
     }
 
     fn call(&mut self, req: Value) -> anyhow::Result<Value> {
+        Ok(self.timed(req)?.0)
+    }
+
+    /// The answer, and the time from writing the request to having the answer's line: the
+    /// round trip through the socket, without this client's JSON work.
+    fn timed(&mut self, req: Value) -> anyhow::Result<(Value, f64)> {
         let mut line = serde_json::to_vec(&req)?;
         line.push(b'\n');
+        let mut out = String::with_capacity(4096);
+        let t = Instant::now();
         self.wr.write_all(&line)?;
-        let mut out = String::new();
         self.rd.read_line(&mut out)?;
-        Ok(serde_json::from_str(&out)?)
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        Ok((serde_json::from_str(&out)?, ms))
     }
 }
 
@@ -243,13 +251,17 @@ fn open_loop(names: &[String], rate: u32) -> anyhow::Result<Vec<f64>> {
 
 /// One GET /metrics against the agent's default endpoint.
 fn scrape() -> anyhow::Result<usize> {
+    Ok(metrics_text()?.len())
+}
+
+fn metrics_text() -> anyhow::Result<String> {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect("127.0.0.1:9477")?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
     let mut body = Vec::new();
     s.read_to_end(&mut body)?;
-    Ok(body.len())
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 fn link_count() -> anyhow::Result<usize> {
@@ -706,11 +718,15 @@ fn bracketed_with(
 }
 
 /// How many warm namespaces the agent has ready.
+/// The pool's fill, from the metrics endpoint: a `status` poll every few milliseconds would
+/// be commands for the executor, which refill yields to.
 fn warm_ready() -> anyhow::Result<u64> {
-    let status = call(json!({"op": "status"}))?;
-    status["result"]["warm"]["ready"]
-        .as_u64()
-        .context("status has no warm.ready")
+    let body = metrics_text()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("nsagent_warm_ready "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .context("no nsagent_warm_ready in /metrics")
 }
 
 /// Waits until the warm pool holds `n`; how long that took.
@@ -732,9 +748,8 @@ fn lone_creates(n: usize, prefix: &str) -> anyhow::Result<Vec<f64>> {
     let mut c = Conn::open()?;
     for i in 0..n {
         std::thread::sleep(Duration::from_millis(50));
-        let t = Instant::now();
-        let r = c.call(json!({"op": "create", "name": format!("{prefix}{i}")}))?;
-        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        let (r, ms) = c.timed(json!({"op": "create", "name": format!("{prefix}{i}")}))?;
+        lat.push(ms);
         if r["ok"] != true {
             bail!("lone create failed: {r}");
         }
@@ -799,9 +814,7 @@ pub fn warm(opts: &Opts) -> anyhow::Result<Value> {
     let mut c = Conn::open()?;
     for _ in 0..opts.lone {
         std::thread::sleep(Duration::from_millis(50));
-        let t = Instant::now();
-        c.call(json!({"op": "ping"}))?;
-        pings.push(t.elapsed().as_secs_f64() * 1e3);
+        pings.push(c.timed(json!({"op": "ping"}))?.1);
     }
     wait_warm(n)?;
     let (warm_burst, warm_rate) = burst(&names, clients)?;

@@ -278,12 +278,13 @@ impl<D: Driver> Executor<D> {
         ok
     }
 
-    /// Builds up to [`warm::REFILL_BATCH`] warm namespaces, through the same batched path as
+    /// Builds up to [`Warm::batch`] warm namespaces, through the same batched path as
     /// creates, and adds their elements in one transaction.
     fn refill(&mut self) {
         let started = Instant::now();
         let mut items = vec![];
-        for _ in 0..self.warm.wanted().min(warm::REFILL_BATCH) {
+        let want = self.warm.batch();
+        for _ in 0..want {
             let spec = self.warm.spec();
             let Ok(subnet) = self.held.choose_subnet(None) else {
                 break;
@@ -296,7 +297,7 @@ impl<D: Driver> Executor<D> {
             self.held.hold(&ns);
             items.push(ns);
         }
-        if items.len() < self.warm.wanted().min(warm::REFILL_BATCH) {
+        if items.len() < want {
             tracing::debug!("the pool has no subnet left for the warm pool");
             self.warm.pause();
         }
@@ -407,6 +408,7 @@ impl<D: Driver> Executor<D> {
                             self.release_removed("idle");
                         }
                         self.refill();
+                        self.warm.refilled(!rx.is_empty());
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -444,8 +446,10 @@ impl<D: Driver> Executor<D> {
             self.batch_sizes.count(batch.len());
             self.metrics.batch_size.observe(batch.len() as f64);
             self.metrics.queue_depth.set(rx.len() as i64);
-            self.process(&mut batch);
-            last_batch = Instant::now();
+            // Reads (a status poll) do not put refill off: they wait for no kernel work.
+            if self.process(&mut batch) {
+                last_batch = Instant::now();
+            }
             // A create waits for a name still held, or the oldest held has waited enough.
             let (_, since) = self.driver.removed_held();
             if !self.deferred.is_empty() {
@@ -492,12 +496,15 @@ impl<D: Driver> Executor<D> {
 
     /// Processes a batch in segments that keep sequential semantics: a segment ends before a
     /// job that touches a name already touched in it, and before a read that follows a write.
-    pub fn process(&mut self, batch: &mut VecDeque<Job>) {
+    pub fn process(&mut self, batch: &mut VecDeque<Job>) -> bool {
         let _span = tracing::debug_span!("batch", commands = batch.len()).entered();
+        let mut wrote = false;
         while !batch.is_empty() {
             let planned = self.plan_segment(batch);
+            wrote |= !planned.is_empty();
             self.execute(planned);
         }
+        wrote
     }
 
     /// Takes jobs off the front of `batch` for one segment: answers the reads, plans the writes.

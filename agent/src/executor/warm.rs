@@ -13,9 +13,16 @@ use std::time::{Duration, Instant};
 /// costs a few milliseconds (~1 ms of kernel work each here), big enough to batch the netlink
 /// round trips.
 pub const REFILL_BATCH: usize = 8;
-/// Refill starts once the executor has had no command for this long: the answers of the last
-/// batch are written and the next pipelined commands arrive before refill work takes the CPU
-/// (on two cores, refilling right after a claim delayed its answer by ~0.5 ms).
+/// A refill batch that a command arrived during halves the next (down to this); one that
+/// none did doubles it back (up to [`REFILL_BATCH`]). Under a steady load of cold creates, the
+/// wait a command can have behind refill shrinks with the batch; a quiet refill runs at full
+/// batches.
+pub const REFILL_BATCH_MIN: usize = 2;
+/// Refill starts once the executor has had no write for this long: the next command of a
+/// client that waits for each answer arrives before refill work takes the CPU (on two cores,
+/// refilling right after a claim delayed its answer by ~0.5 ms while answers were written by
+/// the runtime's threads). Reads do not count: a status poll every few milliseconds would
+/// otherwise idle the refill for this long after each.
 pub const REFILL_QUIET: Duration = Duration::from_millis(2);
 /// After a refill that failed (e.g. the pool is exhausted), the next waits this long.
 pub const REFILL_PAUSE: Duration = Duration::from_secs(1);
@@ -28,6 +35,8 @@ pub struct Warm {
     ready: VecDeque<Namespace>,
     /// For the next one's name.
     seq: u64,
+    /// The next refill batch's size (see [`REFILL_BATCH_MIN`]).
+    batch: usize,
     paused_until: Option<Instant>,
 }
 
@@ -35,8 +44,22 @@ impl Warm {
     pub fn new(target: usize) -> Self {
         Warm {
             target,
+            batch: REFILL_BATCH,
             ..Warm::default()
         }
+    }
+
+    /// How many the next refill batch builds.
+    pub fn batch(&self) -> usize {
+        self.wanted().min(self.batch.max(REFILL_BATCH_MIN))
+    }
+
+    /// After a refill batch: whether a command arrived while it ran.
+    pub fn refilled(&mut self, interrupted: bool) {
+        self.batch = match interrupted {
+            true => (self.batch / 2).max(REFILL_BATCH_MIN),
+            false => (self.batch * 2).min(REFILL_BATCH),
+        };
     }
 
     pub fn ready(&self) -> usize {
@@ -135,5 +158,29 @@ impl Warm {
 
     pub fn take_all(&mut self) -> Vec<Namespace> {
         self.ready.drain(..).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refill_batch_shrinks_under_load_and_grows_back_when_quiet() {
+        let mut w = Warm::new(100);
+        assert_eq!(w.batch(), REFILL_BATCH);
+        w.refilled(true);
+        w.refilled(true);
+        assert_eq!(w.batch(), REFILL_BATCH / 4);
+        w.refilled(true);
+        w.refilled(true);
+        assert_eq!(w.batch(), REFILL_BATCH_MIN);
+        w.refilled(false);
+        w.refilled(false);
+        w.refilled(false);
+        assert_eq!(w.batch(), REFILL_BATCH);
+        // Never more than is wanted.
+        let w = Warm::new(3);
+        assert_eq!(w.batch(), 3);
     }
 }
