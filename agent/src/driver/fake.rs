@@ -18,6 +18,9 @@ pub struct Fake {
     pub fail_nft: HashSet<String>,
     /// Host ports whose forward adds the nft transaction rejects.
     pub fail_nft_ports: HashSet<u16>,
+    /// Elements someone else deleted: a delete of one is rejected (ENOENT) as the kernel
+    /// does, whole group unchanged; any other missing delete is the executor's bug (a panic).
+    pub deleted_outside: HashSet<Elem>,
     /// Links removed and not yet reported gone.
     pub gone: Vec<u32>,
     /// Keep links alive after removal until the test sets this back to false.
@@ -117,15 +120,20 @@ impl Driver for Fake {
         groups
             .iter()
             .map(|g| {
-                let guilty = g.iter().any(|op| match op {
-                    ElemOp::Add(Elem::NsIface(n)) => self.fail_nft.contains(n),
-                    ElemOp::Add(Elem::Forward(f)) => self.fail_nft_ports.contains(&f.dport),
-                    _ => false,
+                let guilty = g.iter().find_map(|op| match op {
+                    ElemOp::Add(Elem::NsIface(n)) if self.fail_nft.contains(n) => {
+                        Some(libc::EEXIST)
+                    }
+                    ElemOp::Add(Elem::Forward(f)) if self.fail_nft_ports.contains(&f.dport) => {
+                        Some(libc::EEXIST)
+                    }
+                    ElemOp::Del(e) if self.deleted_outside.contains(e) => Some(libc::ENOENT),
+                    _ => None,
                 });
-                if guilty {
+                if let Some(errno) = guilty {
                     return Err(GroupError::Rejected {
-                        errno: libc::EEXIST,
-                        errno_text: "File exists".into(),
+                        errno,
+                        errno_text: std::io::Error::from_raw_os_error(errno).to_string(),
                     });
                 }
                 for op in g {

@@ -259,19 +259,36 @@ impl<D: Driver> Executor<D> {
             .collect();
         let results = self.driver.nft(&groups);
         let mut ok = Vec::with_capacity(nss.len());
+        let mut retry: Vec<Vec<ElemOp>> = vec![];
         for ((ns, group), r) in nss.iter().zip(&groups).zip(results) {
+            let n = group.len() as i64;
+            let adding = matches!(group.first(), Some(ElemOp::Add(_)));
+            ok.push(r.is_ok());
             match r {
-                Ok(()) => {
-                    let n = group.len() as i64;
-                    self.elements += match group.first() {
-                        Some(ElemOp::Add(_)) => n,
-                        _ => -n,
-                    };
-                    ok.push(true);
+                Ok(()) if adding => self.elements += n,
+                Ok(()) => self.elements -= n,
+                Err(e) if adding => {
+                    tracing::warn!(name = %ns.name, error = %e, "adding a warm namespace's elements")
                 }
                 Err(e) => {
-                    tracing::warn!(name = %ns.name, error = %e, "elements of a warm namespace");
-                    ok.push(false);
+                    // A group is all or nothing: one element already gone (someone's `nft
+                    // delete element`) would keep the others, whose keys the next namespace of
+                    // this subnet adds again (EEXIST). Each alone, then.
+                    tracing::info!(name = %ns.name, error = %e, "deleting a warm namespace's elements one by one");
+                    retry.extend(group.iter().cloned().map(|op| vec![op]));
+                }
+            }
+        }
+        for (op, r) in retry.iter().zip(self.driver.nft(&retry)) {
+            match r {
+                // Gone either way.
+                Ok(())
+                | Err(GroupError::Rejected {
+                    errno: libc::ENOENT,
+                    ..
+                }) => self.elements -= 1,
+                Err(e) => {
+                    tracing::warn!(element = ?op, error = %e, "deleting a warm namespace's element")
                 }
             }
         }
@@ -776,12 +793,14 @@ impl<D: Driver> Executor<D> {
         let mut gone = vec![];
         let mut removed = vec![];
         let mut claimed = vec![];
+        let mut tried_claims = false;
         let mut answers = Vec::with_capacity(planned.len());
         for ((p, nl), nf) in planned.into_iter().zip(netlink).zip(nft) {
             self.checks.touched(&p.ns.name);
             let r = match p.change {
                 Change::Create => self.settle_create(p.ns, nl, nf),
                 Change::Claim(w) => {
+                    tried_claims = true;
                     let name = p.ns.name.clone();
                     let r = self.settle_claim(*w, p.ns, nl, nf);
                     if r.is_ok() {
@@ -819,7 +838,8 @@ impl<D: Driver> Executor<D> {
         for (reply, r) in answers {
             reply.send(r);
         }
-        if !claimed.is_empty() {
+        // Also after claims that all failed: their moves' leftovers go here too.
+        if tried_claims {
             let live: Vec<&Namespace> = claimed
                 .iter()
                 .filter_map(|n| self.live.get(n).map(|b| &**b))

@@ -461,6 +461,26 @@ fn a_claim_that_nft_rejects_leaves_no_trace_of_it_or_of_the_warm_one() {
 }
 
 #[test]
+fn a_discarded_warm_namespace_whose_element_someone_deleted_leaves_none_behind() {
+    let mut ex = warm_executor("100.64.0.0/24", 1);
+    let w = ex.warm.namespaces().next().unwrap().clone();
+    // Someone's `nft delete element` of its NAT address: the group that deletes all of its
+    // elements is refused.
+    let nat = nft::Elem::NatSaddr(w.address);
+    assert!(ex.driver.elems.remove(&nat));
+    ex.driver.deleted_outside.insert(nat);
+    let mut s = spec("explicit");
+    s.subnet = Some(w.subnet);
+    let mut rx = run(&mut ex, vec![Request::Create(s)]);
+    assert_eq!(ex.warm.ready(), 0);
+    // Its other elements went one by one: the create of its subnet can add them again.
+    table_is_whole(&ex);
+    settle(&mut ex);
+    assert_eq!(answer(&mut rx[0]).subnet, w.subnet);
+    table_is_whole(&ex);
+}
+
+#[test]
 fn warm_namespaces_are_removed_when_the_agent_stops() {
     let mut ex = warm_executor("100.64.0.0/24", 3);
     let mut rx = run(&mut ex, vec![Request::Create(spec("kept"))]);

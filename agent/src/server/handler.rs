@@ -92,7 +92,15 @@ pub async fn run(stream: UnixStream, front: Front, mut stop: watch::Receiver<boo
             }
             Ok(Line::Some) => {}
         }
-        if handler.request(conn.line()).await.is_err() || handler.out.room().await.is_err() {
+        if handler.request(conn.line()).await.is_err() {
+            break;
+        }
+        // A client that does not read its answers is not read either (until the agent stops).
+        let room = tokio::select! {
+            r = handler.out.room() => r,
+            _ = stop.changed() => break,
+        };
+        if room.is_err() {
             break;
         }
     }
@@ -149,9 +157,13 @@ impl Handler {
         } = protocol::decode(bytes, self.front.limits);
         let request = match request {
             Ok(Request::Watch { selector }) => {
-                let r = self.watch(selector);
+                let r = self.watch(selector, &id);
                 observe(&self.front.metrics, op_name, &r, arrived);
-                return self.out.send(&line(&id, &r));
+                return match r {
+                    // Answered by `watch`, before any event.
+                    Ok(_) => Ok(()),
+                    Err(_) => self.out.send(&line(&id, &r)),
+                };
             }
             Ok(r) => r,
             Err(e) => {
@@ -187,9 +199,10 @@ impl Handler {
 }
 
 impl Handler {
-    /// Subscribes the connection to the events; a task of its own forwards them. The answer
-    /// goes out before any event: both go through `out`, the answer first.
-    fn watch(&mut self, selector: Labels) -> Reply {
+    /// Subscribes the connection to the events and answers; then a task of its own forwards
+    /// them. The answer goes out before any event: the subscription holds what is emitted
+    /// meanwhile, and the forwarder starts after the answer is written.
+    fn watch(&mut self, selector: Labels, id: &Value) -> Reply {
         if self.forwarder.is_some() {
             return Err(ApiError::new(
                 ErrorCode::BadRequest,
@@ -197,10 +210,17 @@ impl Handler {
             ));
         }
         let Subscription { mut rx, overflowed } = self.front.events.subscribe(selector);
+        let r = Ok(Response::Watching(Watching { watching: true }));
+        // A client that is gone has nothing to forward to: the forwarder's first write fails.
+        let _ = self.out.send(&line(id, &r));
         let (out, cut) = (self.out.clone(), self.cut.clone());
         self.forwarder = Some(tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
-                if out.room().await.is_err() || out.send(&event).is_err() {
+                // A watcher that reads nothing for this long is cut off: its events would
+                // otherwise wait on it for ever.
+                let room = tokio::time::timeout(OVERFLOW_DRAIN, out.room()).await;
+                if !matches!(room, Ok(Ok(()))) || out.send(&event).is_err() {
+                    cut.notify_one();
                     return;
                 }
             }
@@ -211,7 +231,7 @@ impl Handler {
                 cut.notify_one();
             }
         }));
-        Ok(Response::Watching(Watching { watching: true }))
+        r
     }
 }
 
