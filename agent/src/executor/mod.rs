@@ -241,11 +241,17 @@ impl<D: Driver> Executor<D> {
         if nss.is_empty() {
             return;
         }
-        self.warm_elements(&nss, ElemOp::Del);
-        self.driver.remove(&nss);
+        self.remove_warm(&nss);
         for ns in &nss {
             self.held.start_dying(ns, false);
         }
+    }
+
+    /// Takes warm namespaces out of the table and the kernel; what they hold is the caller's to
+    /// free.
+    fn remove_warm(&mut self, nss: &[Namespace]) {
+        self.warm_elements(nss, ElemOp::Del);
+        self.driver.remove(nss);
     }
 
     /// Adds or removes warm namespaces' elements, one group each; which succeeded. A warm
@@ -372,8 +378,7 @@ impl<D: Driver> Executor<D> {
         }
         if let Some(w) = discard {
             tracing::debug!(name = %spec.name, subnet = %w.subnet, "discarding a warm namespace for a create");
-            self.warm_elements(std::slice::from_ref(&w), ElemOp::Del);
-            self.driver.remove(std::slice::from_ref(&w));
+            self.remove_warm(std::slice::from_ref(&w));
             self.held.start_dying_for(&w, &spec.name);
         }
     }
@@ -1082,8 +1087,7 @@ impl<D: Driver> Executor<D> {
                         self.external_removal(&name, true);
                     } else if let Some(w) = self.warm.take_ifindex(i) {
                         tracing::info!(host_ifname = %w.host_ifname, "a warm namespace's veth was deleted from outside the agent");
-                        self.warm_elements(std::slice::from_ref(&w), ElemOp::Del);
-                        self.driver.remove(std::slice::from_ref(&w));
+                        self.remove_warm(std::slice::from_ref(&w));
                         self.held
                             .release(w.subnet, w.v6.map(|v| v.subnet6), &w.host_ifname);
                     }
