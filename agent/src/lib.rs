@@ -2,8 +2,8 @@
 //!
 //! A request's way through the house:
 //! [`protocol`] (lines, decode + validate, with one type per command in [`cmd`]) →
-//! [`server`] (socket tasks) → bounded crossbeam queue → [`executor`] (one thread: batches,
-//! planning, rollback) → [`driver`] (the kernel: [`netns`] + [`netlink`] for namespaces, links
+//! [`server`] (socket tasks) → bounded crossbeam queue → [`executor`] (its own thread: batches,
+//! planning, rollback; a lone warm claim on an idle agent is run by the socket task itself) → [`driver`] (the kernel: [`netns`] + [`netlink`] for namespaces, links
 //! and addresses, the `nft` crate for the table). [`model`] is the plain data both sides agree
 //! on. Metrics observe at the edges, and [`events`] tells watchers what the executor committed;
 //! neither steers.

@@ -594,7 +594,7 @@ pub struct Outcome {
     pub failures: Vec<(Option<usize>, i32)>,
 }
 
-/// The netfilter socket. Not `Send` (libmnl): keep it on one thread.
+/// The netfilter socket. Used through `&mut` only: one thread at a time.
 pub struct NftSocket {
     sock: mnl::Socket,
     timeout: Duration,
@@ -604,6 +604,11 @@ pub struct NftSocket {
     /// zeroing and page faults, most of a lone create's nft time.
     buf: Vec<u8>,
 }
+
+// SAFETY: libmnl's `mnl_socket` is a file descriptor and the address it is bound to, both
+// usable from any thread; libmnl keeps no per-thread state. Every use of it goes through
+// `&mut self`, so no two threads touch it at once, and its buffer is ours.
+unsafe impl Send for NftSocket {}
 
 /// Room for one reply datagram (dumps of big maps come in datagrams of up to this size).
 const RECV_BUF: usize = 1 << 20;

@@ -492,6 +492,90 @@ fn warm_namespaces_are_removed_when_the_agent_stops() {
     table_is_whole(&ex);
 }
 
+#[test]
+fn only_a_create_a_warm_namespace_serves_at_once_runs_directly() {
+    let mut ex = warm_executor("100.64.0.0/24", 2);
+    let before = ex.last_write;
+    let (j, mut rx) = job(Request::Create(spec("a")));
+    assert!(ex.direct(j).is_none());
+    assert_eq!(code(&mut rx), "ok");
+    assert_eq!((ex.driver.claimed, ex.warm.ready()), (1, 1));
+    assert!(
+        ex.last_write > before,
+        "refill waits for quiet after it too"
+    );
+    table_is_whole(&ex);
+    // Everything else is given back unanswered, for the queue.
+    let mut explicit = spec("b");
+    explicit.subnet = Some(Subnet::parse_for_namespace("100.64.0.128/30", 30).unwrap());
+    for r in [
+        Request::Create(explicit),
+        Request::Get { name: "a".into() },
+        Request::Delete { name: "a".into() },
+        Request::Ping,
+    ] {
+        let (j, mut rx) = job(r);
+        let back = ex.direct(j).expect("given back");
+        drop(back);
+        assert_eq!(code(&mut rx), "unanswered");
+    }
+    // A name whose old namespace is still dying waits in the executor's thread.
+    let mut rx = run(&mut ex, vec![Request::Delete { name: "a".into() }]);
+    assert_eq!(code(&mut rx[0]), "ok");
+    let (j, _rx) = job(Request::Create(spec("a")));
+    assert!(ex.direct(j).is_some());
+    // So does a create with the pool empty.
+    let (j, mut rx) = job(Request::Create(spec("c")));
+    assert!(ex.direct(j).is_none());
+    assert_eq!(code(&mut rx), "ok");
+    let (j, _rx) = job(Request::Create(spec("d")));
+    assert!(ex.direct(j).is_some(), "nothing warm left");
+    assert_eq!(ex.driver.claimed, 2);
+}
+
+#[test]
+fn a_direct_claim_waits_for_a_busy_executor_and_wakes_it_to_refill() {
+    let ex = warm_executor("100.64.0.0/24", 2);
+    let shared = Arc::new(Mutex::new(ex));
+    let (queue, jobs) = crossbeam_channel::bounded::<Job>(8);
+    let thread = {
+        let shared = shared.clone();
+        std::thread::spawn(move || Executor::run(&shared, jobs))
+    };
+    let direct: Arc<dyn Direct> = shared.clone();
+    // While the executor works, a connection's claim goes to the queue.
+    let held = shared.lock().unwrap();
+    let (j, mut rx) = job(Request::Create(spec("a")));
+    let back = direct.try_direct(j).expect("busy");
+    drop(held);
+    queue.send(back).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rx.try_recv().is_err() {
+        assert!(Instant::now() < deadline, "queued claim unanswered");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Idle, it takes one at once; the wake has the executor's thread refill behind it.
+    let (j, mut rx) = job(Request::Create(spec("b")));
+    assert!(direct.try_direct(j).is_none());
+    assert_eq!(code(&mut rx), "ok");
+    queue.send(Job::wake()).unwrap();
+    loop {
+        let ex = shared.lock().unwrap();
+        if ex.warm.ready() == 2 && ex.live.len() == 2 {
+            table_is_whole(&ex);
+            break;
+        }
+        drop(ex);
+        assert!(Instant::now() < deadline, "not refilled");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(queue);
+    thread.join().unwrap();
+    let ex = shared.lock().unwrap();
+    assert_eq!(ex.driver.claimed, 2);
+    assert_eq!(ex.warm.ready(), 0, "stopped: the warm ones went");
+}
+
 fn labelled(name: &str, pairs: &[(&str, &str)]) -> NamespaceSpec {
     let mut s = spec(name);
     s.conf.labels = pairs

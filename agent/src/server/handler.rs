@@ -131,6 +131,14 @@ impl Handler {
         }
     }
 
+    /// Nothing of this connection's but the request at hand is in flight, and nobody's is
+    /// queued: it may be run at once ([`crate::executor::Executor::direct`]) without passing
+    /// anyone, or its own earlier requests.
+    fn alone(&self) -> bool {
+        self.in_flight.available_permits() + 1 == self.front.max_in_flight
+            && self.front.queue.is_empty()
+    }
+
     async fn too_long(&self) {
         self.front
             .metrics
@@ -187,10 +195,21 @@ impl Handler {
             _permit: permit,
             answered: false,
         });
-        let job = Job {
+        let mut job = Job {
             request,
             reply: pending,
         };
+        if self.alone() {
+            match self.front.direct.try_direct(job) {
+                None => {
+                    // The pool is short one: the executor's thread refills it. A full queue
+                    // has it at work already.
+                    let _ = self.front.queue.try_send(Job::wake());
+                    return Ok(());
+                }
+                Some(j) => job = j,
+            }
+        }
         if let Err((job, e)) = enqueue(&self.front, job).await {
             job.reply.send(Err(e));
         }

@@ -13,7 +13,7 @@ pub use listener::{bind, Access, BindError};
 use crate::config::{Config, Uplink};
 use crate::driver::{EtcNetns, KernelDriver, Recovery};
 use crate::events::Events;
-use crate::executor::{self, Executor, Job};
+use crate::executor::{self, Direct, Executor, Job};
 use crate::model::Dirs;
 use crate::netlink::Rtnl;
 use crate::netns::{self, NetnsDir};
@@ -22,7 +22,7 @@ use anyhow::{bail, Context};
 use crossbeam_channel::{Receiver, Sender};
 use metrics::Metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a request waits for room in a full command queue before it is answered `busy`.
@@ -34,8 +34,8 @@ pub const MAX_IN_FLIGHT: usize = 4096;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// At shutdown, how long connections get to receive the answers to what they sent.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
-/// Runtime threads: the socket side only decodes, queues and writes; the kernel work is on
-/// the executor's own thread.
+/// Runtime threads: the socket side decodes, queues and writes; the kernel work is on the
+/// executor's own thread (but for a lone claim on an idle agent, [`Executor::direct`]).
 const RUNTIME_THREADS: usize = 2;
 
 /// What every connection shares.
@@ -45,6 +45,8 @@ pub(crate) struct Front {
     /// Where watching connections subscribe.
     pub events: Events,
     pub queue: Sender<Job>,
+    /// The executor itself, for a lone claim while it waits for work.
+    pub direct: Arc<dyn Direct>,
     pub limits: Limits,
     /// See [`QUEUE_WAIT`].
     pub queue_wait: Duration,
@@ -60,12 +62,14 @@ impl Front {
         metrics: Arc<Metrics>,
         events: Events,
         queue: Sender<Job>,
+        direct: Arc<dyn Direct>,
         limits: Limits,
     ) -> Self {
         Front {
             metrics,
             events,
             queue,
+            direct,
             limits,
             queue_wait: QUEUE_WAIT,
             max_in_flight: MAX_IN_FLIGHT,
@@ -139,7 +143,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let uplink_name = info.uplink.clone().unwrap_or_else(|| "none".into());
     let (table, pool) = (info.table.clone(), config.pool.base());
     let events = Events::default();
-    let executor = start_executor(config, info, metrics.clone(), events.clone(), jobs)?;
+    let (executor, direct) = start_executor(config, info, metrics.clone(), events.clone(), jobs)?;
     let listener = bind(&socket, mode, group)?;
     ready.store(true, Ordering::Release);
     sd_notify("READY=1");
@@ -151,7 +155,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         pool = %pool,
         "nsagent ready"
     );
-    let front = Front::new(metrics, events, queue, limits);
+    let front = Front::new(metrics, events, queue, direct, limits);
     rt.block_on(serve_until_signal(listener, front, access))?;
     let _ = std::fs::remove_file(&socket);
     // Namespaces stay (they are the host's workload) unless --cleanup-on-exit; either way the
@@ -184,16 +188,19 @@ async fn serve_until_signal(
     Ok(())
 }
 
-/// Starts the executor thread, which owns everything that talks to the kernel (and is not
-/// Send), and waits until it has recovered the kernel's state.
+/// The executor, shared by its thread and the connections ([`Direct`]).
+type Shared = Arc<Mutex<Executor<KernelDriver>>>;
+
+/// Starts the executor thread, which does everything that talks to the kernel, and waits
+/// until it has recovered the kernel's state.
 fn start_executor(
     config: Config,
     info: executor::Info,
     metrics: Arc<Metrics>,
     events: Events,
     jobs: Receiver<Job>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+) -> anyhow::Result<(std::thread::JoinHandle<()>, Shared)> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<Shared>>();
     let limits = executor::Limits {
         max_batch: config.max_batch,
         max_pending: executor::MAX_PENDING_DELETIONS,
@@ -211,8 +218,9 @@ fn start_executor(
                             .with_events(events);
                     ex.adopt(recovery.adopted);
                     ex.adopt_warm(recovery.warm);
-                    let _ = ready_tx.send(Ok(()));
-                    ex.run(jobs);
+                    let shared = Arc::new(Mutex::new(ex));
+                    let _ = ready_tx.send(Ok(shared.clone()));
+                    Executor::run(&shared, jobs);
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -220,10 +228,10 @@ fn start_executor(
             };
         })
         .context("spawn executor thread")?;
-    ready_rx
+    let shared = ready_rx
         .recv()
         .context("executor thread died during start-up")??;
-    Ok(handle)
+    Ok((handle, shared))
 }
 
 /// Opens the kernel driver and rebuilds the view from the kernel: adopts what is whole,

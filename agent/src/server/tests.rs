@@ -50,12 +50,14 @@ impl TestAgent {
             check_every: None,
         };
         let ex = Executor::new(fake, info, limits, pool, None, metrics.clone());
-        let executor = std::thread::spawn(move || ex.run(jobs));
+        let shared = Arc::new(std::sync::Mutex::new(ex));
+        let direct = shared.clone();
+        let executor = std::thread::spawn(move || Executor::run(&shared, jobs));
         let limits = Limits {
             min_prefix: 30,
             min_prefix6: None,
         };
-        let mut front = Front::new(metrics, Default::default(), queue, limits);
+        let mut front = Front::new(metrics, Default::default(), queue, direct, limits);
         tune(&mut front);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let server = std::thread::spawn(move || {
