@@ -721,12 +721,17 @@ fn bracketed_with(
 /// The pool's fill, from the metrics endpoint: a `status` poll every few milliseconds would
 /// be commands for the executor, which refill yields to.
 fn warm_ready() -> anyhow::Result<u64> {
+    metric("nsagent_warm_ready")
+}
+
+/// One unlabelled metric's value, from the metrics endpoint.
+fn metric(name: &str) -> anyhow::Result<u64> {
     let body = metrics_text()?;
     body.lines()
-        .find_map(|l| l.strip_prefix("nsagent_warm_ready "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|v| v as u64)
-        .context("no nsagent_warm_ready in /metrics")
+        .with_context(|| format!("no {name} in /metrics"))
 }
 
 /// Waits until the warm pool holds `n`; how long that took.
@@ -808,7 +813,9 @@ pub fn warm(opts: &Opts) -> anyhow::Result<Value> {
     let fill = wait_warm(n)?;
     let mem1 = sandbox::kernel_mem()?;
     let rss_full = peak_rss_mib(agent.pid());
+    let direct0 = metric("nsagent_warm_claims_direct_total")?;
     let warm_lone = lone_creates(opts.lone, "l")?;
+    let lone_direct = metric("nsagent_warm_claims_direct_total")? - direct0;
     // The socket round trip without kernel work: what no create can go below.
     let mut pings = vec![];
     let mut c = Conn::open()?;
@@ -847,6 +854,7 @@ pub fn warm(opts: &Opts) -> anyhow::Result<Value> {
         },
         "warm": {
             "lone_ms": percentiles(warm_lone),
+            "lone_direct": lone_direct,
             "burst_ms": warm_burst,
             "burst_per_s": warm_rate,
             "fill_from_empty_per_s": n as f64 / fill.as_secs_f64(),
@@ -861,8 +869,8 @@ pub fn warm(opts: &Opts) -> anyhow::Result<Value> {
     });
     let (c, w) = (&summary["cold"], &summary["warm"]);
     eprintln!(
-        "warm pool, n={n}: lone create p50/p99 {:.3}/{:.3} ms (cold {:.3}/{:.3}, ping {:.3}/{:.3}); burst p99 {:.1} ms vs cold {:.1} ms (ratio {:.3}); burst {:.0}/s vs cold {:.0}/s (x{:.1}); refill after the burst {:.0}/s ({:.2}x cold); open loop {}/s during refill p99 {:.2} ms",
-        p(&w["lone_ms"], "p50"), p(&w["lone_ms"], "p99"),
+        "warm pool, n={n}: lone create p50/p99 {:.3}/{:.3} ms ({lone_direct} of {} direct; cold {:.3}/{:.3}, ping {:.3}/{:.3}); burst p99 {:.1} ms vs cold {:.1} ms (ratio {:.3}); burst {:.0}/s vs cold {:.0}/s (x{:.1}); refill after the burst {:.0}/s ({:.2}x cold); open loop {}/s during refill p99 {:.2} ms",
+        p(&w["lone_ms"], "p50"), p(&w["lone_ms"], "p99"), opts.lone,
         p(&c["lone_ms"], "p50"), p(&c["lone_ms"], "p99"),
         p(&summary["ping_ms"], "p50"), p(&summary["ping_ms"], "p99"),
         p(&w["burst_ms"], "p99"), p(&c["burst_ms"], "p99"),

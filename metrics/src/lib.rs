@@ -3,8 +3,8 @@
 //! writes to it (metrics observe, they never steer).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets from 50 µs to 10 s: a lone netlink step is tens of µs, a create ~1 ms, a
@@ -48,6 +48,7 @@ pub struct Metrics {
     pub recovery_total: IntCounterVec,
     pub warm_ready: IntGauge,
     pub warm_claims_total: IntCounterVec,
+    pub warm_claims_direct_total: IntCounter,
     pub warm_refill_duration_seconds: Histogram,
     pub watchers: IntGauge,
     pub drift_total: IntCounterVec,
@@ -173,6 +174,10 @@ impl Metrics {
                 ),
                 &["result"],
             )?,
+            warm_claims_direct_total: IntCounter::with_opts(opts(
+                "warm_claims_direct_total",
+                "Creates a warm namespace serves, run by the socket task that read them (alone, with the executor idle) instead of through the queue.",
+            ))?,
             warm_refill_duration_seconds: Histogram::with_opts(hopts(
                 "warm_refill_duration_seconds",
                 "Duration of one refill batch of the warm pool (client commands wait for at most one).",
@@ -218,6 +223,7 @@ impl Metrics {
         r.register(Box::new(m.recovery_total.clone()))?;
         r.register(Box::new(m.warm_ready.clone()))?;
         r.register(Box::new(m.warm_claims_total.clone()))?;
+        r.register(Box::new(m.warm_claims_direct_total.clone()))?;
         r.register(Box::new(m.warm_refill_duration_seconds.clone()))?;
         r.register(Box::new(m.watchers.clone()))?;
         r.register(Box::new(m.drift_total.clone()))?;

@@ -554,6 +554,7 @@ impl<D: Driver> Executor<D> {
             return Some(job);
         }
         self.idle = false;
+        self.metrics.warm_claims_direct_total.inc();
         self.batch_sizes.count(1);
         self.metrics.batch_size.observe(1.0);
         let mut batch = VecDeque::from([job]);
