@@ -49,6 +49,8 @@ pub struct Opts {
     #[arg(long, default_value_t = 500)]
     pub bucket: usize,
     /// Flatness runs (floor and nsagent alternating); the report is the median of each figure.
+    /// In the warm method: rounds of the cold burst and of the warm burst with its refill (rates
+    /// are the rounds' medians, latencies pooled).
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
     /// Comma-separated methods to run.
@@ -140,6 +142,8 @@ fn spawn_phase(phase: &str, opts: &Opts) -> anyhow::Result<Value> {
             &opts.bucket.to_string(),
         ])
         .args(["--pool6", &opts.pool6, "--pool", &opts.pool])
+        // The flatness phases run once each (alternated above); the warm phase does its rounds.
+        .args(["--runs", &opts.runs.to_string()])
         .stderr(Stdio::inherit())
         .output()
         .context("spawn phase")?;

@@ -767,13 +767,18 @@ fn lone_creates(n: usize, prefix: &str) -> anyhow::Result<Vec<f64>> {
 
 /// A burst of `n` creates sent at once by `clients` pipelining clients (every request in
 /// flight): latency percentiles and throughput.
-fn burst(names: &[String], clients: usize) -> anyhow::Result<(Value, f64)> {
+fn burst(names: &[String], clients: usize) -> anyhow::Result<(Vec<f64>, f64)> {
     let per = split(names, clients, "create");
     let window = names.len().div_ceil(clients.max(1));
     let d = drive(per, window)?;
     ensure_ok(&d, "burst creates")?;
     let rate = names.len() as f64 / d.elapsed.as_secs_f64();
-    Ok((percentiles(d.latencies_ms), rate))
+    Ok((d.latencies_ms, rate))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn delete_all(names: &[String], opts: &Opts, links0: usize) -> anyhow::Result<()> {
@@ -792,18 +797,30 @@ pub fn warm(opts: &Opts) -> anyhow::Result<Value> {
     let n = opts.n;
     let clients = 10;
     let names: Vec<String> = (0..n).map(|i| format!("w{i}")).collect();
+    // Each round its own names: a name just deleted waits for the kernel to free it.
+    let round_names = |r: usize| -> Vec<String> { (0..n).map(|i| format!("r{r}-{i}")).collect() };
     let links0 = link_count()?;
 
     // Cold: --warm 0.
+    // The machine is noisy (±30% run to run): rates are the median of `--runs` rounds.
+    let rounds = opts.runs.max(1);
     let cold_lone;
-    let (cold_burst, cold_rate);
+    let (mut cold_lat, mut cold_rates) = (vec![], vec![]);
     {
         let _agent = Agent::start(opts)?;
         cold_lone = lone_creates(opts.lone, "l")?;
         wait_links(links0, FREE_LIMIT)?;
-        (cold_burst, cold_rate) = burst(&names, clients)?;
-        delete_all(&names, opts, links0)?;
+        for r in 0..rounds {
+            let names = round_names(r);
+            let (lat, rate) = burst(&names, clients)?;
+            cold_lat.extend(lat);
+            cold_rates.push(rate);
+            delete_all(&names, opts, links0)?;
+            // The kernel destroys the namespaces after their links are gone: let it finish.
+            sandbox::wait_idle(Duration::from_secs(60));
+        }
     }
+    let (cold_burst, cold_rate) = (percentiles(cold_lat), median(cold_rates.clone()));
     wait_links(links0, FREE_LIMIT)?;
     sandbox::wait_idle(Duration::from_secs(120));
 
@@ -824,11 +841,20 @@ pub fn warm(opts: &Opts) -> anyhow::Result<Value> {
         pings.push(c.timed(json!({"op": "ping"}))?.1);
     }
     wait_warm(n)?;
-    let (warm_burst, warm_rate) = burst(&names, clients)?;
-    // The refill after the burst, quiet.
-    let refill = wait_warm(n)?;
-    delete_all(&names, opts, links0 + n)?;
-    wait_warm(n)?;
+    let (mut warm_lat, mut warm_rates, mut refill_rates) = (vec![], vec![], vec![]);
+    for r in 0..rounds {
+        let names = round_names(r);
+        let (lat, rate) = burst(&names, clients)?;
+        warm_lat.extend(lat);
+        warm_rates.push(rate);
+        // The refill after the burst, quiet.
+        refill_rates.push(n as f64 / wait_warm(n)?.as_secs_f64());
+        delete_all(&names, opts, links0 + n)?;
+        wait_warm(n)?;
+        sandbox::wait_idle(Duration::from_secs(60));
+    }
+    let (warm_burst, warm_rate) = (percentiles(warm_lat), median(warm_rates.clone()));
+    let refill_rate = median(refill_rates.clone());
     // The burst again, then an open-loop load while the pool refills behind it.
     burst(&names, clients)?;
     let ol_names: Vec<String> = (0..opts.rate_n).map(|i| format!("o{i}")).collect();
@@ -851,14 +877,17 @@ pub fn warm(opts: &Opts) -> anyhow::Result<Value> {
             "lone_ms": percentiles(cold_lone),
             "burst_ms": cold_burst,
             "burst_per_s": cold_rate,
+            "burst_per_s_rounds": cold_rates,
         },
         "warm": {
             "lone_ms": percentiles(warm_lone),
             "lone_direct": lone_direct,
             "burst_ms": warm_burst,
             "burst_per_s": warm_rate,
+            "burst_per_s_rounds": warm_rates,
             "fill_from_empty_per_s": n as f64 / fill.as_secs_f64(),
-            "refill_after_burst_per_s": n as f64 / refill.as_secs_f64(),
+            "refill_after_burst_per_s": refill_rate,
+            "refill_after_burst_per_s_rounds": refill_rates,
             "refill_after_burst_and_load_s": refill_after_load.as_secs_f64(),
             "open_loop": {"rate": opts.rate, "n": ol_hits, "latency_ms": percentiles(ol)},
             "check": format!("{check}/{}", n.min(100)),
