@@ -75,10 +75,19 @@ pub trait Direct: Send + Sync {
 
 impl<D: Driver + Send> Direct for Mutex<Executor<D>> {
     fn try_direct(&self, job: Job) -> Option<Job> {
-        match self.try_lock() {
-            Ok(mut ex) => ex.direct(job),
-            // At work (or its thread panicked): the queue.
-            Err(_) => Some(job),
+        let Ok(mut ex) = self.try_lock() else {
+            // At work: the queue.
+            return Some(job);
+        };
+        // A panic half-way through a batch on a runtime thread would only end that connection's
+        // task and leave the executor poisoned with a half-done claim: end the agent, as a
+        // panic on the executor's thread does; the next start recovers from the kernel.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ex.direct(job))) {
+            Ok(back) => back,
+            Err(_) => {
+                tracing::error!("the executor panicked in a direct claim; aborting");
+                std::process::abort();
+            }
         }
     }
 }
@@ -87,6 +96,10 @@ impl<D: Driver + Send> Direct for Mutex<Executor<D>> {
 /// executor's thread; tests use a oneshot channel.
 pub trait Answer: Send {
     fn send(self: Box<Self>, r: Reply);
+    /// Whether anyone waits for the answer (the batch-size metrics count only those).
+    fn awaited(&self) -> bool {
+        true
+    }
 }
 
 pub type Replier = Box<dyn Answer>;
@@ -103,6 +116,9 @@ pub struct Nobody;
 
 impl Answer for Nobody {
     fn send(self: Box<Self>, _: Reply) {}
+    fn awaited(&self) -> bool {
+        false
+    }
 }
 
 /// Static facts reported by `status`.
@@ -509,8 +525,12 @@ impl<D: Driver> Executor<D> {
                 }
             }
             ex.wait_for_kernel_cleanup(&mut batch);
-            ex.batch_sizes.count(batch.len());
-            ex.metrics.batch_size.observe(batch.len() as f64);
+            // A direct claim's wake is no command.
+            let commands = batch.iter().filter(|j| j.reply.awaited()).count();
+            if commands > 0 {
+                ex.batch_sizes.count(commands);
+                ex.metrics.batch_size.observe(commands as f64);
+            }
             ex.metrics.queue_depth.set(rx.len() as i64);
             ex.run_batch(&mut batch);
         }
@@ -536,17 +556,28 @@ impl<D: Driver> Executor<D> {
 
     /// Runs a lone `create` that a warm namespace serves at once, on the caller's thread (a
     /// connection's, which has nothing else in flight); anything else is given back, for the
-    /// queue. On an idle agent this saves the hand-over to the executor's thread, which on this
+    /// queue. Only a claim that waits for nothing in the kernel but its netns file's move runs
+    /// here: none while the kernel destroys namespaces or held names wait for their unmount
+    /// (the kernel's locks are busy then), none with an nft transaction (`nat: false`, ports,
+    /// an egress address) or rate limits (tc, and a `setns` into the namespace) to make; a
+    /// runtime thread must not wait on the kernel for long. On an idle agent this saves the hand-over to the executor's thread, which on this
     /// machine is a fifth of a lone warm create (docs/kernel.md#a-lone-claim-runs-where-it-was-read).
     /// The caller wakes the executor's thread afterwards ([`Job::wake`]): the pool is short
     /// one.
     pub fn direct(&mut self, job: Job) -> Option<Job> {
         let served = match &job.request {
             Request::Create(spec) => {
+                let c = &spec.conf;
                 self.warm.ready() > 0
                     && Warm::serves(spec, self.held.pool6().is_some())
+                    && c.nat
+                    && c.bandwidth.is_none()
+                    && c.ports.is_empty()
+                    && c.egress_addr.is_none()
+                    && c.egress_addr6.is_none()
                     && self.deferred.is_empty()
-                    && !self.held.name_is_dying(&spec.name)
+                    && self.held.dying() == 0
+                    && self.driver.removed_held().0 == 0
             }
             _ => false,
         };

@@ -132,8 +132,9 @@ impl Handler {
     }
 
     /// Nothing of this connection's but the request at hand is in flight, and nobody's is
-    /// queued: it may be run at once ([`crate::executor::Executor::direct`]) without passing
-    /// anyone, or its own earlier requests.
+    /// queued: it may be run at once ([`crate::executor::Executor::direct`]). It passes none of
+    /// its connection's requests; at most one the executor's thread has just taken from the
+    /// queue and not yet begun, which was in flight with it (no order to keep).
     fn alone(&self) -> bool {
         self.in_flight.available_permits() + 1 == self.front.max_in_flight
             && self.front.queue.is_empty()
