@@ -741,7 +741,11 @@ fn wait_warm(n: usize) -> anyhow::Result<Duration> {
         if t.elapsed() > FREE_LIMIT {
             bail!("the warm pool did not fill");
         }
-        std::thread::sleep(Duration::from_millis(5));
+        // Each poll is a connection and a whole exposition, on the two cores the refill needs:
+        // polled every 5 ms, the refill after the burst ran at 0.77-0.96x the cold rate in six
+        // runs, every 20 ms at 0.88-1.09x in three (benches/results/2026-12-07-warm-lone-direct.md);
+        // 20 ms is ±2% of a refill of 1,000.
+        std::thread::sleep(Duration::from_millis(20));
     }
     Ok(t.elapsed())
 }
