@@ -91,7 +91,10 @@ fn bandwidth_limits_hold_both_ways_and_survive_a_restart() {
             "bandwidth":{"ingress_bps":bps,"egress_bps":bps}}));
         assert_eq!(ns["bandwidth"]["ingress_bps"], bps);
         for into in [true, false] {
-            // One server run per measurement: -1 ends it after one client.
+            // One server run per measurement: -1 ends it after one client. The last one may
+            // still be listening while it exits (the new one would not bind, the client would
+            // reach the old one as it goes: refused): wait until it is gone.
+            sb.sh("for i in $(seq 100); do ip netns exec upstream ss -Hltn 'sport = :5201' | grep -q . || break; sleep 0.05; done");
             sb.sh("ip netns exec upstream iperf3 -s -D -1 >/dev/null 2>&1");
             // The daemon binds after it has detached: wait for its listener (a loaded CI
             // machine took more than a fixed pause once).
