@@ -236,17 +236,19 @@ fn orchestrate(opts: Opts) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The middle value (NaN of none).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// The median of several runs of one method: every number (bucket by bucket for arrays of
 /// numbers) is the median over the runs; the runs themselves are kept under `runs`.
 fn median_of(runs: Vec<Value>) -> Value {
-    fn median(mut v: Vec<f64>) -> f64 {
-        v.sort_by(f64::total_cmp);
-        match v.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
-    }
     fn merge(vals: &[&Value]) -> Value {
         match vals.first() {
             Some(Value::Number(_)) => {

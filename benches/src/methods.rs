@@ -780,11 +780,6 @@ fn burst(names: &[String], clients: usize) -> anyhow::Result<(Vec<f64>, f64)> {
     Ok((d.latencies_ms, rate))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 fn delete_all(names: &[String], opts: &Opts, links0: usize) -> anyhow::Result<()> {
     ensure_ok(
         &drive(split(names, opts.clients, "delete"), opts.window)?,
@@ -824,7 +819,7 @@ pub fn warm(opts: &Opts) -> anyhow::Result<Value> {
             sandbox::wait_idle(Duration::from_secs(60));
         }
     }
-    let (cold_burst, cold_rate) = (percentiles(cold_lat), median(cold_rates.clone()));
+    let (cold_burst, cold_rate) = (percentiles(cold_lat), crate::median(cold_rates.clone()));
     wait_links(links0, FREE_LIMIT)?;
     sandbox::wait_idle(Duration::from_secs(120));
 
@@ -857,8 +852,8 @@ pub fn warm(opts: &Opts) -> anyhow::Result<Value> {
         wait_warm(n)?;
         sandbox::wait_idle(Duration::from_secs(60));
     }
-    let (warm_burst, warm_rate) = (percentiles(warm_lat), median(warm_rates.clone()));
-    let refill_rate = median(refill_rates.clone());
+    let (warm_burst, warm_rate) = (percentiles(warm_lat), crate::median(warm_rates.clone()));
+    let refill_rate = crate::median(refill_rates.clone());
     // The burst again, then an open-loop load while the pool refills behind it.
     burst(&names, clients)?;
     let ol_names: Vec<String> = (0..opts.rate_n).map(|i| format!("o{i}")).collect();

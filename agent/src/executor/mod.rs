@@ -525,12 +525,6 @@ impl<D: Driver> Executor<D> {
                 }
             }
             ex.wait_for_kernel_cleanup(&mut batch);
-            // A direct claim's wake is no command.
-            let commands = batch.iter().filter(|j| j.reply.awaited()).count();
-            if commands > 0 {
-                ex.batch_sizes.count(commands);
-                ex.metrics.batch_size.observe(commands as f64);
-            }
             ex.metrics.queue_depth.set(rx.len() as i64);
             ex.run_batch(&mut batch);
         }
@@ -538,8 +532,14 @@ impl<D: Driver> Executor<D> {
         tracing::info!("command queue closed; executor stops");
     }
 
-    /// Processes a batch; then what waits for the kernel to release names.
+    /// Counts and processes a batch; then what waits for the kernel to release names.
     fn run_batch(&mut self, batch: &mut VecDeque<Job>) {
+        // A direct claim's wake is no command.
+        let commands = batch.iter().filter(|j| j.reply.awaited()).count();
+        if commands > 0 {
+            self.batch_sizes.count(commands);
+            self.metrics.batch_size.observe(commands as f64);
+        }
         // Reads (a status poll) do not put refill off: they wait for no kernel work.
         if self.process(batch) {
             self.last_write = Instant::now();
@@ -560,8 +560,9 @@ impl<D: Driver> Executor<D> {
     /// here: none while the kernel destroys namespaces or held names wait for their unmount
     /// (the kernel's locks are busy then), none with an nft transaction (`nat: false`, ports,
     /// an egress address) or rate limits (tc, and a `setns` into the namespace) to make; a
-    /// runtime thread must not wait on the kernel for long. On an idle agent this saves the hand-over to the executor's thread, which on this
-    /// machine is a fifth of a lone warm create (docs/kernel.md#a-lone-claim-runs-where-it-was-read).
+    /// runtime thread must not wait on the kernel for long. On an idle agent this saves the
+    /// hand-over to the executor's thread, a tenth of a lone warm create on this machine
+    /// (docs/kernel.md#a-lone-claim-runs-where-it-was-read).
     /// The caller wakes the executor's thread afterwards ([`Job::wake`]): the pool is short
     /// one.
     pub fn direct(&mut self, job: Job) -> Option<Job> {
@@ -586,8 +587,6 @@ impl<D: Driver> Executor<D> {
         }
         self.idle = false;
         self.metrics.warm_claims_direct_total.inc();
-        self.batch_sizes.count(1);
-        self.metrics.batch_size.observe(1.0);
         let mut batch = VecDeque::from([job]);
         self.run_batch(&mut batch);
         None
